@@ -1,0 +1,174 @@
+"""Our weight files: one self-contained safetensors file per model, and resume state.
+
+A model file holds every tensor of the model (the co-occurrence memory and label embeddings
+included) plus JSON metadata: format version, label names, the architecture config, input size
+and normalisation. Nothing is pickled, so loading a file never runs code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from salgl.atomic import atomic_path
+from salgl.errors import SalglError
+
+FORMAT = "salgl-model"
+FORMAT_VERSION = 1
+META_KEY = "salgl"
+REQUIRED_FIELDS = ("format", "format_version", "labels", "model", "normalization")
+
+
+@dataclass
+class ModelInfo:
+    labels: list[str]
+    config: Any  # SalglConfig
+    normalization: dict
+    extra: dict
+
+
+def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+
+
+def save_model(path: str | Path, model: torch.nn.Module, labels: list[str],
+               normalization: dict, extra: dict | None = None) -> None:
+    """Write ``model`` (a SALGL) with everything needed to rebuild it, atomically."""
+    from safetensors.torch import save_file
+
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "labels": list(labels),
+        "model": model.config.to_dict(),
+        "normalization": normalization,
+        "extra": extra or {},
+    }
+    with atomic_path(path) as tmp:
+        save_file(_contiguous(model.state_dict()), str(tmp), metadata={META_KEY: json.dumps(meta)})
+
+
+def read_model_info(path: str | Path) -> dict:
+    """The metadata of a model file, checked field by field."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise SalglError(f"{path}: model file not found")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+    except Exception as exc:
+        raise SalglError(f"{path}: not a readable safetensors file ({exc})") from None
+    if META_KEY not in metadata:
+        raise SalglError(f"{path}: metadata field '{META_KEY}' missing (not a salgl model file)")
+    try:
+        meta = json.loads(metadata[META_KEY])
+    except json.JSONDecodeError:
+        raise SalglError(f"{path}: metadata field '{META_KEY}' is not valid JSON") from None
+    for name in REQUIRED_FIELDS:
+        if name not in meta:
+            raise SalglError(f"{path}: metadata field '{name}' missing")
+    if meta["format"] != FORMAT:
+        raise SalglError(f"{path}: metadata field 'format' is {meta['format']!r}, "
+                         f"expected {FORMAT!r}")
+    version = meta["format_version"]
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise SalglError(f"{path}: metadata field 'format_version' is {version!r}; this salgl "
+                         f"reads up to {FORMAT_VERSION} (upgrade salgl)")
+    return meta
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu"
+               ) -> tuple[torch.nn.Module, ModelInfo]:
+    """Rebuild a SALGL model from one of our files, in eval mode."""
+    from safetensors.torch import load_file
+
+    from salgl.model.salgl import SALGL, SalglConfig
+
+    meta = read_model_info(path)
+    try:
+        config = SalglConfig.from_dict(meta["model"])
+    except (TypeError, ValueError) as exc:
+        raise SalglError(f"{path}: metadata field 'model' is invalid ({exc})") from None
+    if len(meta["labels"]) != config.num_classes:
+        raise SalglError(f"{path}: metadata field 'labels' has {len(meta['labels'])} names "
+                         f"for {config.num_classes} classes")
+    state = load_file(str(path))
+    model = SALGL(config)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise SalglError(f"{path}: tensors do not match the stored config ({exc})") from None
+    model.to(device).eval()
+    info = ModelInfo(labels=meta["labels"], config=config, normalization=meta["normalization"],
+                     extra=meta.get("extra", {}))
+    return model, info
+
+
+# ----------------------------------------------------------------------------- resume state
+
+
+def flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimizer state dict into named tensors and JSON-able structure."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict] = {}
+    for index, entry in state["state"].items():
+        for name, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{name}"] = value
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()}
+              for g in state["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], structure: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    for index, entry in structure.get("scalars", {}).items():
+        state.setdefault(int(index), {}).update(entry)
+    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()}
+              for g in structure["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+def save_state(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Resume state: tensors in safetensors, everything else as JSON metadata."""
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file(_contiguous(tensors), str(tmp), metadata={"state": json.dumps(meta)})
+
+
+def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """Resume state, or None when absent or unreadable (a fresh start is then safe)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = json.loads((fh.metadata() or {})["state"])
+        return load_file(str(path)), meta
+    except Exception:
+        return None
+
+
+def prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{k}": v for k, v in state.items()}
+
+
+def unprefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    start = prefix + "."
+    return {k[len(start):]: v for k, v in state.items() if k.startswith(start)}

@@ -1,0 +1,206 @@
+"""The ``salgl`` command. Heavy libraries are imported inside each subcommand so that
+``salgl --help`` and ``salgl metrics`` start fast."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from salgl.errors import SalglError
+
+log = logging.getLogger("salgl")
+
+DESCRIPTION = """\
+Scene-Aware Label Graph Learning (SALGL, ICCV 2023) for multi-label image classification.
+
+Pipeline stages (what `dvc repro` runs, one per dataset, settings from params.yaml):
+  prepare -> embed -> train -> evaluate -> plots
+Other tools: predict (label your own images), metrics (score a predictions file).
+Run `salgl COMMAND --help` for each command's options."""
+
+
+def _dataset_command(sub, name: str, help_text: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_text, description=help_text,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dataset", help="fashion_scenes (embedded) | mscoco | voc2007 | nuswide")
+    p.add_argument("--params", type=Path, default=Path("params.yaml"),
+                   help="params file to read settings from (default: params.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override a {name} setting of this dataset, e.g. --set epochs=2 "
+                        "(validated like params.yaml; repeatable)")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="salgl", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = _dataset_command(sub, "prepare", "Write a dataset in the prepared format "
+                         "(labels.txt, train.tsv, test.tsv, meta.json).")
+    p.add_argument("--raw", type=Path, help="the dataset's own folder (fashion_scenes: a folder "
+                   "with Fashion-MNIST IDX files)")
+    p.add_argument("--out", type=Path, help="output folder (default data/prepared/DATASET)")
+
+    p = _dataset_command(sub, "embed", "Make label vectors (GloVe file, a GloVe fit to the "
+                         "training label co-occurrence, or random).")
+    p.add_argument("--prepared", type=Path, help="prepared dataset folder")
+    p.add_argument("--out", type=Path, help="output folder (default data/embeddings/DATASET)")
+
+    p = _dataset_command(sub, "train", "Train SALGL (AdamW + OneCycle, EMA, early stopping on "
+                         "test mAP); resumes a killed run from its last finished epoch.")
+    p.add_argument("--prepared", type=Path)
+    p.add_argument("--embeddings", type=Path, help="folder with vectors.npy and info.json")
+    p.add_argument("--out", type=Path, help="model file (default models/DATASET/model.safetensors)")
+    p.add_argument("--state", type=Path, help="resume-state folder (default state/DATASET)")
+    p.add_argument("--live", type=Path, help="DVCLive folder (default dvclive/DATASET)")
+
+    p = _dataset_command(sub, "evaluate", "Score a model on the test split: metrics JSON, "
+                         "per-label AP table, saved predictions.")
+    p.add_argument("--model", type=Path)
+    p.add_argument("--prepared", type=Path)
+    p.add_argument("--metrics", type=Path, help="metrics JSON (default metrics/DATASET.json)")
+    p.add_argument("--eval-dir", type=Path, help="tables folder (default plots/DATASET/eval)")
+    p.add_argument("--predictions", type=Path,
+                   help="predictions npz (default data/predictions/DATASET.npz)")
+
+    p = _dataset_command(sub, "plots", "Draw the figures: training curves, per-label AP, "
+                         "precision-recall, per-scene co-occurrence heatmaps and label clouds.")
+    p.add_argument("--model", type=Path, help="model file whose scene memory is drawn")
+    p.add_argument("--prepared", type=Path)
+    p.add_argument("--predictions", type=Path)
+    p.add_argument("--out", type=Path, help="figures folder (default plots/DATASET/figures)")
+
+    p = sub.add_parser("predict", help="Label your own images with a trained model.",
+                       description="Label images with a model file. PATH may be image files, "
+                       "folders (searched recursively for image files) or a .txt file with one "
+                       "path per line. Output: JSON lines (path, labels, scores, scene, "
+                       "scene_probs) or CSV. Unreadable images are reported on stderr and "
+                       "skipped; the exit code is then 1.")
+    p.add_argument("model", type=Path, help="a model.safetensors written by salgl")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("--threshold", type=float, default=0.5, help="label cut-off (default 0.5)")
+    p.add_argument("--topk", type=int, default=None, help="keep at most K labels per image")
+    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    p.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+    p = sub.add_parser("metrics", help="Compute the evaluation metrics of a predictions file.",
+                       description="Print method.md's metrics as JSON for an .npz holding "
+                       "`scores` and `targets` (images x labels), optional `ignore` and "
+                       "`scene_probs`.")
+    p.add_argument("predictions", type=Path)
+    p.add_argument("--threshold", type=float, default=0.5)
+    return parser
+
+
+def _overrides(items: Sequence[str]) -> dict:
+    import yaml
+
+    values = {}
+    for item in items:
+        if "=" not in item:
+            raise SalglError(f"--set {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        values[key.strip()] = yaml.safe_load(value)
+    return values
+
+
+def _dataset_params(args: argparse.Namespace, stage: str):
+    from salgl.config import dataset_params, load_params
+
+    params = load_params(args.params)
+    if args.overrides:
+        section = dict((params.get(stage) or {}).get(args.dataset) or {})
+        section.update(_overrides(args.overrides))
+        params = {**params, stage: {**(params.get(stage) or {}), args.dataset: section}}
+    return dataset_params(params, args.dataset)
+
+
+def _cmd_prepare(args):
+    from salgl.pipeline import run_prepare
+
+    run_prepare(_dataset_params(args, "prepare"), args.out, args.raw)
+
+
+def _cmd_embed(args):
+    from salgl.pipeline import run_embed
+
+    run_embed(_dataset_params(args, "embed"), args.prepared, args.out)
+
+
+def _cmd_train(args):
+    from salgl.pipeline import run_train
+
+    run_train(_dataset_params(args, "train"), args.prepared, args.embeddings, args.out,
+              args.state, args.live, progress=not args.quiet)
+
+
+def _cmd_evaluate(args):
+    from salgl.pipeline import run_evaluate
+
+    run_evaluate(_dataset_params(args, "evaluate"), args.model, args.prepared, args.metrics,
+                 args.eval_dir, args.predictions, progress=not args.quiet)
+
+
+def _cmd_plots(args):
+    from salgl.pipeline import run_plots
+
+    run_plots(_dataset_params(args, "plots"), args.model, args.prepared, args.predictions,
+              out=args.out)
+
+
+def _cmd_predict(args) -> int:
+    from salgl.predict import predict_command
+
+    return predict_command(args)
+
+
+def _cmd_metrics(args):
+    import json
+
+    from salgl.metrics import metrics_from_file
+
+    print(json.dumps(metrics_from_file(args.predictions, args.threshold), indent=2))
+
+
+COMMANDS = {"prepare": _cmd_prepare, "embed": _cmd_embed, "train": _cmd_train,
+            "evaluate": _cmd_evaluate, "plots": _cmd_plots, "predict": _cmd_predict,
+            "metrics": _cmd_metrics}
+
+
+def one_line(error: BaseException) -> str:
+    """The user-facing line of an error, also when it was re-raised from a loader worker."""
+    text = str(error).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1].split(": ", 1)[-1]
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(message)s", stream=sys.stderr)
+    try:
+        code = COMMANDS[args.command](args)
+    except SalglError as exc:
+        print(f"salgl {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"salgl {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+def run_stage(stage: str, argv: Sequence[str]) -> int:
+    """Entry point of the stage scripts in stages/: ``python stages/STAGE.py DATASET``."""
+    return main([stage, *argv])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

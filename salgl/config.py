@@ -1,0 +1,278 @@
+"""params.yaml to typed, validated settings; every error names the dotted key to fix.
+
+Settings are plain frozen dataclasses. Bounds and choices sit in each field's metadata so the
+one generic checker below can name the offending key (``train.fashion_scenes.lr``) precisely.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from salgl.errors import SalglError
+
+T = TypeVar("T")
+
+DATASETS = ("fashion_scenes", "mscoco", "voc2007", "nuswide")
+
+
+def _f(default: Any, *, lo: float | None = None, hi: float | None = None,
+       lo_open: bool = False, choices: tuple | None = None, doc: str = "") -> Any:
+    """A dataclass field with bounds/choices that ``parse`` enforces."""
+    meta = {"lo": lo, "hi": hi, "lo_open": lo_open, "choices": choices, "doc": doc}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class FashionScenesConfig:
+    """Knobs of the embedded multi-label dataset composed from Fashion-MNIST items."""
+
+    source: str | None = _f(None, doc="folder with Fashion-MNIST IDX files (optional)")
+    image_size: int = _f(64, lo=32, hi=512)
+    train_images: int = _f(3000, lo=1)
+    test_images: int = _f(800, lo=1)
+    items_min: int = _f(2, lo=1, hi=8)
+    items_max: int = _f(4, lo=1, hi=8)
+    num_scenes: int = _f(4, lo=1, hi=32)
+    scene_purity: float = _f(0.85, lo=0.0, hi=1.0,
+                             doc="0 = labels independent of the scene (the control)")
+    background_match: float = _f(0.6, lo=0.0, hi=1.0,
+                                 doc="chance the background has its scene's own style")
+    occlusion: float = _f(0.3, lo=0.0, hi=1.0, doc="chance an item is partly covered")
+    noise: float = _f(0.08, lo=0.0, hi=1.0, doc="std of additive pixel noise (0..1 scale)")
+    seed: int = _f(0, lo=0)
+
+    def check(self, where: str) -> None:
+        if self.items_min > self.items_max:
+            raise SalglError(f"{where}.items_min ({self.items_min}) is larger than "
+                             f"{where}.items_max ({self.items_max})")
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """How label vectors are made (method.md step 7)."""
+
+    source: str = _f("cooccurrence", choices=("glove", "cooccurrence", "random"))
+    dim: int = _f(32, lo=1, hi=4096, doc="vector width for cooccurrence/random")
+    glove_path: str | None = _f(None, doc="GloVe text file (source: glove)")
+    fallback: str | None = _f(None, choices=(None, "random", "zero"),
+                              doc="what a word missing from GloVe gets; null = error")
+    word_map: dict = _f({}, doc="label name -> words to look up, e.g. diningtable: dining table")
+    epochs: int = _f(300, lo=1, doc="full-batch optimisation steps of the co-occurrence fit")
+    x_max: float = _f(100.0, lo=0.0, lo_open=True)
+    alpha: float = _f(0.75, lo=0.0, hi=1.0)
+    seed: int = _f(0, lo=0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Model architecture and training recipe for one dataset (method.md)."""
+
+    backbone: str = _f("resnet10t", doc="any timm model name")
+    pretrained: bool = _f(False, doc="download timm weights (needs internet)")
+    pretrained_path: str | None = _f(None, doc="local safetensors or state-dict file")
+    output_stride: int | None = _f(None, choices=(None, 8, 16, 32))
+    img_size: int = _f(64, lo=16, hi=2048)
+    normalization: str = _f("imagenet", choices=("imagenet", "none"))
+    num_scenes: int = _f(4, lo=1, hi=256)
+    num_steps: int = _f(3, lo=0, hi=16)
+    attention_dim: int = _f(1024, lo=1)
+    encoder_heads: int = _f(8, lo=1)
+    encoder_ffn: int = _f(2048, lo=1)
+    dropout: float = _f(0.1, lo=0.0, hi=1.0)
+    pos_encoding: bool = _f(False)
+    outmess: bool = _f(True)
+    normalize: bool = _f(True)
+    ignore_self: bool = _f(False)
+    soft: bool = _f(False)
+    comat_ema: bool = _f(True)
+    scene_weight: float = _f(1.0, lo=0.0, doc="lambda of the scene regularisers")
+    gamma_neg: float = _f(2.0, lo=0.0)
+    gamma_pos: float = _f(0.0, lo=0.0)
+    clip: float = _f(0.0, lo=0.0, hi=1.0)
+    lr: float = _f(1e-4, lo=0.0, lo_open=True)
+    weight_decay: float = _f(1e-2, lo=0.0)
+    warmup: float = _f(0.2, lo=0.0, hi=1.0, lo_open=True)
+    epochs: int = _f(80, lo=1)
+    patience: int = _f(10, lo=1, doc="epochs without a better test mAP before stopping")
+    batch_size: int = _f(128, lo=1)
+    ema_decay: float = _f(0.9997, lo=0.0, hi=1.0)
+    hflip: bool = _f(True)
+    cutout: bool = _f(True)
+    randaugment: bool = _f(True)
+    num_workers: int | None = _f(None, lo=0, doc="null = chosen from the CPU cores")
+    device: str = _f("auto", choices=("auto", "cpu", "cuda"))
+    amp: bool = _f(True, doc="autocast on CUDA")
+    seed: int = _f(0, lo=0)
+
+    def check(self, where: str) -> None:
+        from salgl.model.backbone import check_backbone_name
+
+        check_backbone_name(self.backbone, f"{where}.backbone")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    threshold: float = _f(0.5, lo=0.0, hi=1.0)
+    batch_size: int = _f(256, lo=1)
+
+
+@dataclass(frozen=True)
+class PlotsConfig:
+    pr_labels: int = _f(10, lo=1, doc="how many labels get a precision-recall curve")
+    cloud_words: int = _f(40, lo=1)
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _check_type(value: Any, tp: Any, key: str) -> Any:
+    """Return ``value`` converted to ``tp`` where that is lossless, else raise naming ``key``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_type(value, arg, key)
+            except SalglError as exc:
+                errors.append(str(exc))
+        raise SalglError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif tp is dict or origin is dict:
+        if isinstance(value, Mapping):
+            return dict(value)
+    elif tp is list or origin is list:
+        if isinstance(value, list):
+            return list(value)
+    shown = "null" if value is None else f"{value!r} ({type(value).__name__})"
+    raise SalglError(f"{key}: expected {_type_name(tp)}, got {shown}")
+
+
+def parse(cls: type[T], data: Any, where: str) -> T:
+    """Build settings class ``cls`` from a mapping, naming ``where.key`` on any error."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise SalglError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        known_list = ", ".join(sorted(known))
+        raise SalglError(f"{where}.{unknown[0]}: unknown setting (known: {known_list})")
+    values = {}
+    for f in dataclasses.fields(cls):
+        key = f"{where}.{f.name}"
+        if f.name not in data:
+            continue
+        value = _check_type(data[f.name], hints[f.name], key)
+        meta = f.metadata
+        if meta.get("choices") is not None and value not in meta["choices"]:
+            options = ", ".join("null" if c is None else str(c) for c in meta["choices"])
+            raise SalglError(f"{key}: {value!r} is not one of {options}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            lo, hi = meta.get("lo"), meta.get("hi")
+            if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
+                rel = "greater than" if meta.get("lo_open") else "at least"
+                raise SalglError(f"{key}: must be {rel} {lo}, got {value}")
+            if hi is not None and value > hi:
+                raise SalglError(f"{key}: must be at most {hi}, got {value}")
+        values[f.name] = value
+    settings = cls(**values)
+    check = getattr(settings, "check", None)
+    if check is not None:
+        check(where)
+    return settings
+
+
+@dataclass(frozen=True)
+class DatasetParams:
+    """Everything params.yaml says about one dataset."""
+
+    name: str
+    prepare: Any
+    embed: EmbedConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    plots: PlotsConfig
+
+
+PREPARE_CONFIGS: dict[str, type] = {"fashion_scenes": FashionScenesConfig}
+
+
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SalglError(f"{path}: no such file (run from the repository root)") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise SalglError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise SalglError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def _section(params: Mapping, stage: str, dataset: str) -> Any:
+    group = params.get(stage, {})
+    if group is None:
+        return {}
+    if not isinstance(group, Mapping):
+        raise SalglError(f"{stage}: expected a mapping of datasets")
+    return group.get(dataset, {})
+
+
+def dataset_params(params: Mapping, dataset: str) -> DatasetParams:
+    """Validated settings of ``dataset`` from a loaded params mapping."""
+    if dataset not in DATASETS:
+        raise SalglError(f"unknown dataset {dataset!r} (known: {', '.join(DATASETS)})")
+    prepare_cls = PREPARE_CONFIGS.get(dataset)
+    prepare_raw = _section(params, "prepare", dataset)
+    prepare = (parse(prepare_cls, prepare_raw, f"prepare.{dataset}") if prepare_cls
+               else prepare_raw)
+    return DatasetParams(
+        name=dataset,
+        prepare=prepare,
+        embed=parse(EmbedConfig, _section(params, "embed", dataset), f"embed.{dataset}"),
+        train=parse(TrainConfig, _section(params, "train", dataset), f"train.{dataset}"),
+        evaluate=parse(EvaluateConfig, _section(params, "evaluate", dataset),
+                       f"evaluate.{dataset}"),
+        plots=parse(PlotsConfig, _section(params, "plots", dataset), f"plots.{dataset}"),
+    )
+
+
+def to_dict(settings: Any) -> dict[str, Any]:
+    return dataclasses.asdict(settings)

@@ -1,0 +1,105 @@
+"""Evaluate a model file on a prepared test split: metrics JSON, per-label AP, predictions."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import DataLoader
+
+from salgl.atomic import atomic_path, write_json, write_text
+from salgl.checkpoint import ModelInfo, load_model
+from salgl.data.dataset import MultiLabelImages, build_transform, check_images_exist
+from salgl.data.prepared import PreparedDataset
+from salgl.errors import SalglError
+from salgl.metrics import average_precision, compute_metrics, scene_usage
+from salgl.train import default_workers, predict_scores, select_device
+
+
+@dataclass
+class Evaluation:
+    labels: list[str]
+    paths: list[str]
+    scores: np.ndarray
+    targets: np.ndarray
+    ignore: np.ndarray | None
+    scene_probs: np.ndarray
+    metrics: dict
+
+
+def transform_for(info: ModelInfo):
+    kind = info.normalization.get("kind", "imagenet")
+    return build_transform(info.config.img_size, kind, train=False)
+
+
+def label_prior_map(targets: np.ndarray, ignore: np.ndarray | None) -> float:
+    """mAP of constant scores: each label's AP is then its prevalence."""
+    ap = average_precision(np.zeros(targets.shape), targets, ignore)
+    return float(np.nanmean(ap)) if np.isfinite(ap).any() else 0.0
+
+
+def evaluate_model(model_path: str | Path, data: PreparedDataset, threshold: float = 0.5,
+                   batch_size: int = 256, device: str = "auto", progress: bool = True
+                   ) -> Evaluation:
+    dev = select_device(device)
+    model, info = load_model(model_path, dev)
+    if info.labels != data.labels:
+        raise SalglError(f"{model_path}: model labels differ from {data.root / 'labels.txt'} "
+                         f"({len(info.labels)} vs {len(data.labels)} labels)")
+    check_images_exist(data.test.paths, data.root / "test.tsv")
+    loader = DataLoader(MultiLabelImages(data.test.paths, data.test.targets, transform_for(info)),
+                        batch_size=batch_size, num_workers=default_workers(dev))
+    scores, scene_probs = predict_scores(model, loader, dev, amp=True, progress=progress,
+                                         desc="evaluate")
+    metrics = compute_metrics(scores, data.test.targets, data.ignore, threshold, scene_probs)
+    metrics["baseline_label_prior_mAP"] = label_prior_map(data.test.targets, data.ignore)
+    return Evaluation(data.labels, data.test.paths, scores, data.test.targets, data.ignore,
+                      scene_probs, metrics)
+
+
+def _num(x: float) -> str:
+    return "" if np.isnan(x) else f"{x:.6f}"
+
+
+def per_label_table(ev: Evaluation) -> str:
+    """CSV: label, AP (interpolated and not), positives, prevalence."""
+    ap = average_precision(ev.scores, ev.targets, ev.ignore)
+    ap_raw = average_precision(ev.scores, ev.targets, ev.ignore, interpolated=False)
+    valid = 1 - ev.ignore if ev.ignore is not None else np.ones_like(ev.targets)
+    positives = (ev.targets * valid).sum(0)
+    lines = ["label,ap,ap_noninterp,positives,prevalence"]
+    for i, name in enumerate(ev.labels):
+        prevalence = positives[i] / max(valid[:, i].sum(), 1)
+        lines.append(f"{name},{_num(ap[i])},{_num(ap_raw[i])},{int(positives[i])},"
+                     f"{prevalence:.6f}")
+    return "\n".join(lines) + "\n"
+
+
+def scene_usage_table(ev: Evaluation) -> str:
+    counts, _ = scene_usage(ev.scene_probs)
+    return "scene,images\n" + "".join(f"{k},{int(n)}\n" for k, n in enumerate(counts))
+
+
+def save_predictions(path: str | Path, ev: Evaluation) -> None:
+    arrays = {"scores": ev.scores.astype(np.float32), "targets": ev.targets.astype(np.uint8),
+              "scene_probs": ev.scene_probs.astype(np.float32),
+              "labels": np.array(ev.labels), "paths": np.array(ev.paths)}
+    if ev.ignore is not None:
+        arrays["ignore"] = ev.ignore.astype(np.uint8)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
+def write_evaluation(ev: Evaluation, metrics_path: Path, table_dir: Path,
+                     predictions_path: Path) -> None:
+    """All evaluate-stage outputs; each file appears whole or not at all."""
+    table_dir.mkdir(parents=True, exist_ok=True)
+    write_text(table_dir / "per_label_ap.csv", per_label_table(ev))
+    write_text(table_dir / "scene_usage.csv", scene_usage_table(ev))
+    save_predictions(predictions_path, ev)
+    write_json(metrics_path, ev.metrics)
+

@@ -1,0 +1,56 @@
+"""SALGL's objective: asymmetric loss plus the two scene-entropy regularisers (method.md)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, gamma_neg: float = 2.0,
+                    gamma_pos: float = 0.0, clip: float = 0.0, eps: float = 1e-5) -> torch.Tensor:
+    """ASL on sigmoid probabilities, reduced as sum / B / C * 1000 (the released scale)."""
+    targets = targets.to(torch.float32)
+    q = torch.sigmoid(logits.float())
+    q_neg = 1 - q
+    if clip > 0:
+        q_neg = (q_neg + clip).clamp(max=1)
+    loss = targets * torch.log(q.clamp(min=eps)) + (1 - targets) * torch.log(q_neg.clamp(min=eps))
+    if gamma_neg > 0 or gamma_pos > 0:
+        with torch.no_grad():
+            q_t = q * targets + q_neg * (1 - targets)
+            gamma = gamma_pos * targets + gamma_neg * (1 - targets)
+            weight = torch.pow(1 - q_t, gamma)
+        loss = loss * weight
+    b, c = logits.shape
+    return -loss.sum() / b / c * 1000
+
+
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    return -(probs * torch.log(probs + 1e-7)).sum(-1)
+
+
+def scene_regularisers(scene_probs: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Sample term (each image to one scene) and batch term (the batch over all scenes)."""
+    num_scenes = scene_probs.shape[1]
+    sample = entropy(scene_probs).mean()
+    batch = (math.log(num_scenes) - entropy(scene_probs.mean(0))) * 100
+    return {"scene_sample": sample, "scene_batch": batch}
+
+
+class SalglCriterion(nn.Module):
+    """Returns every loss term by name plus their weighted sum under ``total``."""
+
+    def __init__(self, gamma_neg: float = 2.0, gamma_pos: float = 0.0, clip: float = 0.0,
+                 scene_weight: float = 1.0, eps: float = 1e-5):
+        super().__init__()
+        self.asl = dict(gamma_neg=gamma_neg, gamma_pos=gamma_pos, clip=clip, eps=eps)
+        self.weights = {"asl": 1.0, "scene_sample": scene_weight, "scene_batch": scene_weight}
+
+    def forward(self, outputs: dict[str, torch.Tensor], targets: torch.Tensor
+                ) -> dict[str, torch.Tensor]:
+        terms = {"asl": asymmetric_loss(outputs["logits"], targets, **self.asl)}
+        terms.update(scene_regularisers(outputs["scene_probs"]))
+        terms["total"] = sum(self.weights[k] * v for k, v in terms.items())
+        return terms

@@ -1,0 +1,100 @@
+"""Backbones by timm name, turned into visual tokens (method.md step 1)."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from salgl.errors import SalglError
+
+
+def check_backbone_name(name: str, key: str) -> None:
+    """Fail with the params key and close matches when timm does not know ``name``."""
+    import timm
+
+    if timm.is_model(name):
+        return
+    close = difflib.get_close_matches(name, timm.list_models(), n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else " (see timm.list_models())"
+    raise SalglError(f"{key}: unknown backbone {name!r}{hint}")
+
+
+def create_backbone(name: str, *, img_size: int, output_stride: int | None = None,
+                    pretrained: bool = False, pretrained_path: str | None = None,
+                    key: str = "backbone") -> nn.Module:
+    """A timm model without classifier or pooling; ``forward_features`` gives the feature map."""
+    import timm
+
+    check_backbone_name(name, key)
+    kwargs: dict = {"num_classes": 0, "global_pool": ""}
+    if output_stride is not None and output_stride != 32:
+        kwargs["output_stride"] = output_stride
+    if _is_transformer(name):
+        kwargs["img_size"] = img_size
+    try:
+        model = timm.create_model(name, pretrained=pretrained, **kwargs)
+    except Exception as exc:  # timm raises many types for unreachable hubs / bad kwargs
+        what = "download pretrained weights for" if pretrained else "build"
+        raise SalglError(f"{key}: could not {what} {name!r}: {exc}") from None
+    if pretrained_path:
+        load_backbone_weights(model, pretrained_path, key=f"{key} pretrained_path")
+    return model
+
+
+def _is_transformer(name: str) -> bool:
+    return name.split("_")[0] in {"vit", "deit", "deit3", "beit", "eva", "eva02"}
+
+
+def read_state_dict(path: str | Path, key: str) -> dict[str, torch.Tensor]:
+    """Tensors from a safetensors file, or a state dict loaded without running pickle code."""
+    path = Path(path)
+    if not path.is_file():
+        raise SalglError(f"{key}: weight file {path} not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as exc:
+            raise SalglError(f"{path}: not a readable safetensors file ({exc})") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise SalglError(f"{path}: refused or unreadable weight file ({str(exc).splitlines()[0]})"
+                         ) from None
+    for wrapper in ("state_dict", "model", "module"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict):
+        raise SalglError(f"{path}: expected a state dict, got {type(state).__name__}")
+    return state
+
+
+def load_backbone_weights(model: nn.Module, path: str | Path, key: str) -> None:
+    """Load a backbone's weights, ignoring classifier heads, refusing anything else missing."""
+    state = read_state_dict(path, key)
+    state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own}
+    missing = sorted(set(own) - set(usable))
+    if missing:
+        raise SalglError(f"{path}: {len(missing)} backbone weights missing, e.g. {missing[:3]}")
+    for name, tensor in usable.items():
+        if tuple(tensor.shape) != tuple(own[name].shape):
+            raise SalglError(f"{path}: {name} has shape {tuple(tensor.shape)}, "
+                             f"the backbone expects {tuple(own[name].shape)}")
+    model.load_state_dict(usable, strict=True)
+
+
+def feature_tokens(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Tokens (B, N, D) and the (h, w) grid they came from (ViT: grid without prefix tokens)."""
+    features = model.forward_features(images)
+    if features.ndim == 4:
+        b, d, h, w = features.shape
+        return features.flatten(2).transpose(1, 2), (h, w)
+    prefix = getattr(model, "num_prefix_tokens", 0)
+    side = int(round((features.shape[1] - prefix) ** 0.5))
+    return features, (side, side)

@@ -1,0 +1,124 @@
+"""The building blocks of SALGL's head (method.md steps 2, 8, 9, 11)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def sine_position_code(h: int, w: int, dim: int, prefix: int = 0,
+                       temperature: float = 10000.0, device=None) -> torch.Tensor:
+    """2-D sine code (N, dim): dim/2 frequencies per axis, coordinates scaled to (0, 2*pi]."""
+    half = dim // 2
+    ys = torch.arange(1, h + 1, dtype=torch.float32, device=device) / h * 2 * math.pi
+    xs = torch.arange(1, w + 1, dtype=torch.float32, device=device) / w * 2 * math.pi
+    i = torch.arange(half, dtype=torch.float32, device=device)
+    freqs = temperature ** (2 * torch.div(i, 2, rounding_mode="floor") / half)
+
+    def code(coord: torch.Tensor) -> torch.Tensor:
+        angles = coord[:, None] / freqs
+        return torch.stack((angles[:, 0::2].sin(), angles[:, 1::2].cos()), dim=2).flatten(1)
+
+    cy, cx = code(ys), code(xs)
+    grid = torch.cat((cy[:, None, :].expand(h, w, -1), cx[None, :, :].expand(h, w, -1)), dim=-1)
+    grid = grid.reshape(h * w, -1)
+    if grid.shape[1] < dim:
+        grid = F.pad(grid, (0, dim - grid.shape[1]))
+    if prefix:
+        grid = torch.cat((grid.new_zeros(prefix, dim), grid), dim=0)
+    return grid
+
+
+class ContextEncoderLayer(nn.Module):
+    """Post-norm transformer encoder layer; the optional position code enters queries and keys."""
+
+    def __init__(self, dim: int, heads: int = 8, ffn: int = 2048, dropout: float = 0.1):
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.linear1 = nn.Linear(dim, ffn)
+        self.linear2 = nn.Linear(ffn, dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+
+    def forward(self, tokens: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+        qk = tokens if pos is None else tokens + pos
+        attended = self.self_attn(qk, qk, tokens, need_weights=False)[0]
+        tokens = self.norm1(tokens + self.dropout1(attended))
+        hidden = self.linear2(self.dropout(F.relu(self.linear1(tokens))))
+        return self.norm2(tokens + self.dropout2(hidden))
+
+
+class LabelAttention(nn.Module):
+    """Low-rank bilinear attention from each label embedding over the visual tokens.
+
+    The score layer pair (``hidden`` then ``score``) has no non-linearity between them, so it is
+    applied as one collapsed vector: the A x A product per token never runs, while both layers
+    keep their parameters (released checkpoints load) and receive the same gradients.
+    """
+
+    def __init__(self, visual_dim: int, label_dim: int, attention_dim: int = 1024):
+        super().__init__()
+        self.visual_proj = nn.Linear(visual_dim, attention_dim, bias=False)
+        self.label_proj = nn.Linear(label_dim, attention_dim, bias=False)
+        self.hidden = nn.Linear(attention_dim, attention_dim)
+        self.score = nn.Linear(attention_dim, 1)
+
+    def forward(self, tokens: torch.Tensor, labels: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        u = self.visual_proj(tokens)                      # (B, N, A)
+        v = self.label_proj(labels)                       # (C, A)
+        w = self.hidden.weight.t() @ self.score.weight[0]  # (A,)
+        bias = self.score.weight[0] @ self.hidden.bias + self.score.bias[0]
+        joint = torch.tanh(u[:, None, :, :] * v[None, :, None, :])   # (B, C, N, A)
+        scores = joint @ w + bias                          # (B, C, N)
+        alpha = scores.softmax(dim=-1)
+        return alpha @ tokens, alpha                       # (B, C, D), (B, C, N)
+
+
+class GatedPropagation(nn.Module):
+    """Gated graph propagation (GGNN) over the image-specific label graph.
+
+    The three gates read the messages x through one fused matrix ``x_proj`` (update, reset,
+    candidate) and the state h through ``h_proj`` (update, reset) and ``cand_h``.
+    """
+
+    def __init__(self, dim: int, steps: int = 3, outmess: bool = True):
+        super().__init__()
+        self.steps = steps
+        self.outmess = outmess
+        in_dim = 2 * dim if outmess else dim
+        self.x_proj = nn.Linear(in_dim, 3 * dim)
+        self.h_proj = nn.Linear(dim, 2 * dim)
+        self.cand_h = nn.Linear(dim, dim)
+
+    def forward(self, h: torch.Tensor, graph: torch.Tensor) -> torch.Tensor:
+        graph = graph.to(h.dtype)
+        for _ in range(self.steps):
+            incoming = graph @ h
+            x = torch.cat((incoming, graph.transpose(1, 2) @ h), -1) if self.outmess else incoming
+            xz, xr, xc = self.x_proj(x).chunk(3, dim=-1)
+            hz, hr = self.h_proj(h).chunk(2, dim=-1)
+            z = torch.sigmoid(xz + hz)
+            r = torch.sigmoid(xr + hr)
+            candidate = torch.tanh(xc + self.cand_h(r * h))
+            h = (1 - z) * h + z * candidate
+        return h
+
+
+class PerLabelLinear(nn.Module):
+    """A separate weight vector and bias per label: logit_c = w_c . O_c + beta_c."""
+
+    def __init__(self, num_labels: int, dim: int):
+        super().__init__()
+        bound = 1.0 / math.sqrt(dim)
+        self.weight = nn.Parameter(torch.empty(num_labels, dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(num_labels).uniform_(-bound, bound))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return (features * self.weight).sum(-1) + self.bias

@@ -1,0 +1,159 @@
+"""One function per pipeline stage: read settings, call the package, write the stage's outputs.
+
+The DVC stage scripts and the ``salgl`` subcommands both call these, so a stage run by hand
+and by ``dvc repro`` behave the same. Default locations follow architecture.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from salgl.atomic import atomic_dir, write_json
+from salgl.config import DatasetParams
+from salgl.errors import SalglError
+
+log = logging.getLogger("salgl")
+
+
+@dataclass(frozen=True)
+class DatasetPaths:
+    """Where each stage of one dataset reads and writes, relative to the repository root."""
+
+    name: str
+
+    @property
+    def prepared(self) -> Path:
+        return Path("data/prepared") / self.name
+
+    @property
+    def embeddings(self) -> Path:
+        return Path("data/embeddings") / self.name
+
+    @property
+    def model(self) -> Path:
+        return Path("models") / self.name / "model.safetensors"
+
+    @property
+    def state(self) -> Path:
+        return Path("state") / self.name
+
+    @property
+    def live(self) -> Path:
+        return Path("dvclive") / self.name
+
+    @property
+    def metrics(self) -> Path:
+        return Path("metrics") / f"{self.name}.json"
+
+    @property
+    def eval_dir(self) -> Path:
+        return Path("plots") / self.name / "eval"
+
+    @property
+    def predictions(self) -> Path:
+        return Path("data/predictions") / f"{self.name}.npz"
+
+    @property
+    def figures(self) -> Path:
+        return Path("plots") / self.name / "figures"
+
+    @property
+    def scene_match(self) -> Path:
+        return Path("metrics") / f"{self.name}_scenes.json"
+
+
+def run_prepare(params: DatasetParams, out: Path | None = None, raw: Path | None = None) -> dict:
+    out = out or DatasetPaths(params.name).prepared
+    if params.name == "fashion_scenes":
+        from dataclasses import replace
+
+        from salgl.data.fashion_scenes import prepare_fashion_scenes
+
+        cfg = params.prepare if raw is None else replace(params.prepare, source=str(raw))
+        meta = prepare_fashion_scenes(cfg, out)
+    else:
+        raise SalglError(f"prepare: dataset {params.name!r} is not available in this version")
+    log.info("prepared %s into %s", params.name, out)
+    return meta
+
+
+def run_embed(params: DatasetParams, prepared: Path | None = None, out: Path | None = None
+              ) -> dict:
+    import numpy as np
+
+    from salgl.data.prepared import load_prepared
+    from salgl.embeddings import make_embeddings
+
+    paths = DatasetPaths(params.name)
+    data = load_prepared(prepared or paths.prepared)
+    vectors, info = make_embeddings(data.labels, data.train.targets, params.embed,
+                                    f"embed.{params.name}")
+    with atomic_dir(out or paths.embeddings) as tmp:
+        np.save(tmp / "vectors.npy", vectors)
+        write_json(tmp / "info.json", info)
+    log.info("embedded %d labels of %s (%s, %d-d)", len(data.labels), params.name,
+             info["source"], vectors.shape[1])
+    return info
+
+
+def run_train(params: DatasetParams, prepared: Path | None = None, embeddings: Path | None = None,
+              model_out: Path | None = None, state: Path | None = None,
+              live: Path | None = None, progress: bool = True):
+    from salgl.data.prepared import load_prepared
+    from salgl.train import train
+
+    paths = DatasetPaths(params.name)
+    data = load_prepared(prepared or paths.prepared)
+    result = train(params.name, params.train, data, embeddings or paths.embeddings,
+                   model_out or paths.model, state or paths.state,
+                   live if live is not None else paths.live, progress)
+    log.info("trained %s: best test mAP %.4f at epoch %d -> %s", params.name, result.best_map,
+             result.best_epoch + 1, model_out or paths.model)
+    return result
+
+
+def run_evaluate(params: DatasetParams, model: Path | None = None, prepared: Path | None = None,
+                 metrics: Path | None = None, eval_dir: Path | None = None,
+                 predictions: Path | None = None, progress: bool = True) -> dict:
+    from salgl.data.prepared import load_prepared
+    from salgl.evaluate import evaluate_model, write_evaluation
+
+    paths = DatasetPaths(params.name)
+    data = load_prepared(prepared or paths.prepared)
+    ev = evaluate_model(model or paths.model, data, params.evaluate.threshold,
+                        params.evaluate.batch_size, params.train.device, progress)
+    write_evaluation(ev, metrics or paths.metrics, eval_dir or paths.eval_dir,
+                     predictions or paths.predictions)
+    m = ev.metrics
+    log.info("%s: mAP %.4f (label-prior baseline %.4f), CF1 %.4f, OF1 %.4f", params.name,
+             m["mAP"], m["baseline_label_prior_mAP"], m["CF1"], m["OF1"])
+    return m
+
+
+def run_plots(params: DatasetParams, model: Path | None = None, prepared: Path | None = None,
+              predictions: Path | None = None, eval_dir: Path | None = None,
+              live: Path | None = None, out: Path | None = None,
+              scene_match: Path | None = None) -> dict:
+    from salgl.checkpoint import load_model
+    from salgl.plots import make_all_plots
+
+    paths = DatasetPaths(params.name)
+    model_obj, _ = load_model(model or paths.model)
+    scenes = (prepared or paths.prepared) / "scenes.tsv"
+    summary = make_all_plots(
+        predictions or paths.predictions, (eval_dir or paths.eval_dir) / "per_label_ap.csv",
+        model_obj.cooccurrence.numpy(), (live or paths.live) / "plots" / "metrics",
+        out or paths.figures, scenes if scenes.is_file() else None,
+        pr_labels=params.plots.pr_labels, cloud_words=params.plots.cloud_words)
+    match = summary.get("scene_match")
+    if match is not None:
+        scene_summary = {"scene_nmi": match["nmi"], "scene_ari": match["ari"],
+                         "num_images": match["num_images"], "contingency": match["contingency"]}
+        log.info("%s: learned vs hidden scenes NMI %.3f", params.name, match["nmi"])
+    else:
+        scene_summary = {"note": "this dataset has no hidden scene annotation"}
+    write_json(scene_match or paths.scene_match, scene_summary)
+    log.info("%s: %d figures in %s", params.name, len(summary["figures"]), out or paths.figures)
+    return summary

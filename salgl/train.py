@@ -1,0 +1,329 @@
+"""The training loop: AdamW + OneCycle, EMA, early stopping on test mAP, resumable, DVCLive.
+
+Resume: after every epoch the whole training state (model, EMA, best EMA weights, optimiser,
+scheduler, counters) goes to ``state_dir/last.safetensors`` under a fingerprint of the settings
+and data; a rerun with the same fingerprint continues from the next epoch. Each epoch reseeds
+from (seed, epoch), so a resumed run sees the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from salgl import checkpoint
+from salgl.config import TrainConfig, to_dict
+from salgl.data.dataset import (
+    MultiLabelImages,
+    build_transform,
+    check_images_exist,
+    normalization_stats,
+)
+from salgl.data.prepared import PreparedDataset
+from salgl.ema import ModelEma
+from salgl.errors import SalglError
+from salgl.losses import SalglCriterion
+from salgl.metrics import average_precision
+from salgl.model.salgl import SALGL, SalglConfig
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "last.safetensors"
+
+
+@dataclass
+class TrainResult:
+    best_map: float
+    best_epoch: int
+    epochs_run: int
+    resumed_from: int
+
+
+def select_device(setting: str) -> torch.device:
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise SalglError("train.<dataset>.device: cuda requested but no CUDA device is present")
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(setting)
+
+
+def default_workers(device: torch.device) -> int:
+    """Leave the cores to the model on CPU; feed a GPU with most of them."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    if device.type == "cuda":
+        return max(1, min(16, cores - 1))
+    return 1 if cores >= 2 else 0
+
+
+def model_config(cfg: TrainConfig, num_classes: int, embed_dim: int | None) -> SalglConfig:
+    return SalglConfig(
+        backbone=cfg.backbone, num_classes=num_classes, img_size=cfg.img_size,
+        embed_dim=embed_dim, num_scenes=cfg.num_scenes, num_steps=cfg.num_steps,
+        attention_dim=cfg.attention_dim, encoder_heads=cfg.encoder_heads,
+        encoder_ffn=cfg.encoder_ffn, dropout=cfg.dropout, output_stride=cfg.output_stride,
+        pos_encoding=cfg.pos_encoding, outmess=cfg.outmess, normalize=cfg.normalize,
+        ignore_self=cfg.ignore_self, soft=cfg.soft)
+
+
+def load_label_vectors(embed_dir: Path, labels: list[str]) -> tuple[np.ndarray, dict]:
+    vectors_path, info_path = embed_dir / "vectors.npy", embed_dir / "info.json"
+    for path in (vectors_path, info_path):
+        if not path.is_file():
+            raise SalglError(f"{path}: missing (run the embed stage first)")
+    vectors = np.load(vectors_path, allow_pickle=False)
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    if vectors.ndim != 2 or vectors.shape[0] != len(labels):
+        raise SalglError(f"{vectors_path}: shape {vectors.shape} does not match "
+                         f"{len(labels)} labels")
+    if info.get("labels_order", labels) != labels:
+        raise SalglError(f"{info_path}: label order differs from labels.txt (rerun embed)")
+    return vectors, info
+
+
+def fingerprint(cfg: TrainConfig, data: PreparedDataset, vectors: np.ndarray) -> str:
+    """Identifies settings + data, so resume state from another run is never reused."""
+    h = hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode())
+    h.update("\n".join(data.labels).encode())
+    h.update("\n".join(data.train.paths).encode())
+    h.update(data.train.targets.tobytes())
+    h.update(np.ascontiguousarray(vectors).tobytes())
+    return h.hexdigest()
+
+
+def build_model(cfg: TrainConfig, labels: list[str], vectors: np.ndarray, info: dict,
+                key: str) -> SALGL:
+    embed_dim = None if info.get("source") == "random" else int(vectors.shape[1])
+    mcfg = model_config(cfg, len(labels), embed_dim)
+    embeddings = None if embed_dim is None else torch.from_numpy(vectors)
+    from salgl.model.backbone import check_backbone_name
+
+    check_backbone_name(cfg.backbone, f"{key}.backbone")
+    model = SALGL(mcfg, embeddings, pretrained=cfg.pretrained, pretrained_path=cfg.pretrained_path)
+    if model.feature_dim % cfg.encoder_heads:
+        raise SalglError(f"{key}.encoder_heads: {cfg.encoder_heads} does not divide the "
+                         f"backbone's feature width {model.feature_dim}")
+    return model
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device
+                   ) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fast)
+
+
+@torch.no_grad()
+def predict_scores(model: torch.nn.Module, loader: DataLoader, device: torch.device,
+                   amp: bool = False, progress: bool = False, desc: str = "predict"
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Sigmoid scores (N, C) and scene probabilities (N, S) in dataset order."""
+    from tqdm import tqdm
+
+    model.eval()
+    scores, scenes = [], []
+    use_amp = amp and device.type == "cuda"
+    for images, _, _ in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        images = images.to(device, non_blocking=True)
+        with torch.autocast(device.type, enabled=use_amp):
+            out = model(images)
+        scores.append(torch.sigmoid(out["logits"].float()).cpu())
+        scenes.append(out["scene_probs"].float().cpu())
+    return torch.cat(scores).numpy(), torch.cat(scenes).numpy()
+
+
+def mean_ap(scores: np.ndarray, targets: np.ndarray, ignore: np.ndarray | None) -> float:
+    ap = average_precision(scores, targets, ignore)
+    return float(np.nanmean(ap)) if np.isfinite(ap).any() else 0.0
+
+
+class Trainer:
+    """One dataset's training run; ``run`` trains to the end (or resumes) and saves the model."""
+
+    def __init__(self, name: str, cfg: TrainConfig, data: PreparedDataset, embed_dir: Path,
+                 model_out: Path, state_dir: Path, live_dir: Path | None, progress: bool = True):
+        self.name, self.cfg, self.data = name, cfg, data
+        self.key = f"train.{name}"
+        self.model_out, self.state_dir, self.live_dir = model_out, state_dir, live_dir
+        self.progress = progress
+        self.device = select_device(cfg.device)
+        check_images_exist(data.train.paths, data.root / "train.tsv")
+        check_images_exist(data.test.paths, data.root / "test.tsv")
+        self.vectors, self.embed_info = load_label_vectors(embed_dir, data.labels)
+        self.fingerprint = fingerprint(cfg, data, self.vectors)
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg, data.labels, self.vectors, self.embed_info,
+                                 self.key).to(self.device)
+        self.criterion = SalglCriterion(cfg.gamma_neg, cfg.gamma_pos, cfg.clip, cfg.scene_weight)
+        self.optimizer = make_optimizer(self.model, cfg, self.device)
+        self.train_loader = self._loader(train=True)
+        self.test_loader = self._loader(train=False)
+        self.steps_per_epoch = len(self.train_loader)
+        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            self.optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * self.steps_per_epoch,
+            pct_start=cfg.warmup)
+        self.ema = ModelEma(self.model, cfg.ema_decay, cfg.comat_ema)
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_map, self.best_epoch, self.stale, self.start_epoch = -1.0, -1, 0, 0
+
+    # -- data
+    def _loader(self, train: bool) -> DataLoader:
+        cfg, split = self.cfg, (self.data.train if train else self.data.test)
+        transform = build_transform(cfg.img_size, cfg.normalization, train, hflip=cfg.hflip,
+                                    cutout=cfg.cutout, randaugment=cfg.randaugment)
+        workers = default_workers(self.device) if cfg.num_workers is None else cfg.num_workers
+        self._generator = getattr(self, "_generator", torch.Generator())
+        return DataLoader(
+            MultiLabelImages(split.paths, split.targets, transform),
+            batch_size=cfg.batch_size, shuffle=train,
+            drop_last=train and len(split) > cfg.batch_size,
+            num_workers=workers, pin_memory=self.device.type == "cuda",
+            generator=self._generator if train else None,
+            persistent_workers=False)
+
+    # -- resume
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        opt_tensors, _ = checkpoint.flatten_optimizer(self.optimizer.state_dict())
+        tensors = {**checkpoint.prefixed(self.model.state_dict(), "model"),
+                   **checkpoint.prefixed(self.ema.state_dict(), "ema"), **opt_tensors}
+        if self.best_state is not None:
+            tensors.update(checkpoint.prefixed(self.best_state, "best"))
+        return tensors
+
+    def save_state(self, epoch: int) -> None:
+        _, opt_structure = checkpoint.flatten_optimizer(self.optimizer.state_dict())
+        meta = {"fingerprint": self.fingerprint, "epoch": epoch, "best_map": self.best_map,
+                "best_epoch": self.best_epoch, "stale": self.stale,
+                "optimizer": opt_structure, "scheduler": self.scheduler.state_dict()}
+        checkpoint.save_state(self.state_dir / STATE_FILE, self._state_tensors(), meta)
+
+    def try_resume(self) -> bool:
+        loaded = checkpoint.load_state(self.state_dir / STATE_FILE)
+        if loaded is None:
+            return False
+        tensors, meta = loaded
+        if meta.get("fingerprint") != self.fingerprint:
+            log.info("resume state belongs to other settings or data; starting fresh")
+            return False
+        self.model.load_state_dict(checkpoint.unprefixed(tensors, "model"))
+        self.ema.load_state_dict(checkpoint.unprefixed(tensors, "ema"))
+        best = checkpoint.unprefixed(tensors, "best")
+        self.best_state = best or None
+        self.optimizer.load_state_dict(checkpoint.unflatten_optimizer(
+            {k: v.to(self.device) for k, v in tensors.items() if k.startswith("optimizer.")},
+            meta["optimizer"]))
+        self.scheduler.load_state_dict(meta["scheduler"])
+        self.best_map, self.best_epoch = meta["best_map"], meta["best_epoch"]
+        self.stale, self.start_epoch = meta["stale"], meta["epoch"] + 1
+        log.info("resuming %s from epoch %d (best test mAP %.4f at epoch %d)", self.name,
+                 self.start_epoch + 1, self.best_map, self.best_epoch + 1)
+        return True
+
+    # -- loop
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        from tqdm import tqdm
+
+        cfg, device = self.cfg, self.device
+        self.model.train()
+        use_amp = cfg.amp and device.type == "cuda"
+        amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        scaler = getattr(self, "_scaler", None)
+        if scaler is None:
+            scaler = self._scaler = torch.amp.GradScaler(
+                "cuda", enabled=use_amp and amp_dtype == torch.float16)
+        sums: dict[str, torch.Tensor] = {}
+        bar = tqdm(self.train_loader, desc=f"{self.name} epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not self.progress, leave=False)
+        for images, targets, _ in bar:
+            images = images.to(device, non_blocking=True)
+            targets = targets.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                outputs = self.model(images, targets)
+                losses = self.criterion(outputs, targets)
+            self.optimizer.zero_grad(set_to_none=True)
+            scaler.scale(losses["total"]).backward()
+            scaler.step(self.optimizer)
+            scaler.update()
+            self.scheduler.step()
+            self.ema.update(self.model)
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0) + v.detach()
+        n = max(self.steps_per_epoch, 1)
+        return {k: float(v) / n for k, v in sums.items()}
+
+    def evaluate_ema(self) -> float:
+        scores, _ = predict_scores(self.ema.module, self.test_loader, self.device, self.cfg.amp,
+                                   self.progress, desc=f"{self.name} test")
+        return mean_ap(scores, self.data.test.targets, self.data.ignore)
+
+    def run(self) -> TrainResult:
+        from salgl.logging_live import open_live
+
+        resumed = self.try_resume()
+        live = open_live(self.live_dir, resume=resumed) if self.live_dir else None
+        cfg = self.cfg
+        epoch = self.start_epoch - 1
+        try:
+            for epoch in range(self.start_epoch, cfg.epochs):
+                torch.manual_seed(cfg.seed * 100003 + epoch)
+                self._generator.manual_seed(cfg.seed * 100003 + epoch)
+                losses = self.train_epoch(epoch)
+                test_map = self.evaluate_ema()
+                improved = test_map > self.best_map
+                if improved:
+                    self.best_map, self.best_epoch, self.stale = test_map, epoch, 0
+                    self.best_state = {k: v.detach().clone()
+                                       for k, v in self.ema.state_dict().items()}
+                else:
+                    self.stale += 1
+                lr = self.scheduler.get_last_lr()[0]
+                log.info("%s epoch %d/%d: loss %.3f (asl %.3f) lr %.2e test mAP %.4f%s",
+                         self.name, epoch + 1, cfg.epochs, losses["total"], losses["asl"], lr,
+                         test_map, " (best)" if improved else "")
+                if live is not None:
+                    for k, v in losses.items():
+                        live.log_metric(f"train/loss_{k}", v)
+                    live.log_metric("train/lr", lr)
+                    live.log_metric("test/mAP", test_map)
+                    live.log_metric("test/best_mAP", self.best_map)
+                    live.next_step()
+                stop = self.stale >= cfg.patience
+                self.save_state(epoch)
+                if stop:
+                    log.info("%s: no better test mAP for %d epochs, stopping early", self.name,
+                             cfg.patience)
+                    break
+        finally:
+            if live is not None:
+                live.end()
+        self.save_model()
+        return TrainResult(self.best_map, self.best_epoch, epoch + 1, self.start_epoch)
+
+    def save_model(self) -> None:
+        model = self.ema.module
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+        mean, std = normalization_stats(self.cfg.normalization)
+        checkpoint.save_model(
+            self.model_out, model, self.data.labels,
+            {"kind": self.cfg.normalization, "mean": list(mean), "std": list(std)},
+            extra={"dataset": self.name, "best_test_mAP": self.best_map,
+                   "best_epoch": self.best_epoch + 1, "embedding": self.embed_info.get("source"),
+                   "train": to_dict(self.cfg)})
+        state = self.state_dir / STATE_FILE
+        if state.exists():
+            state.unlink()
+
+
+def train(name: str, cfg: TrainConfig, data: PreparedDataset, embed_dir: Path, model_out: Path,
+          state_dir: Path, live_dir: Path | None = None, progress: bool = True) -> TrainResult:
+    """Train SALGL on a prepared dataset and write ``model_out`` (best EMA weights)."""
+    return Trainer(name, cfg, data, embed_dir, model_out, state_dir, live_dir, progress).run()
