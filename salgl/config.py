@@ -81,6 +81,8 @@ class TrainConfig:
     pretrained: bool = _f(False, doc="download timm weights (needs internet)")
     pretrained_path: str | None = _f(None, doc="local safetensors or state-dict file")
     output_stride: int | None = _f(None, choices=(None, 8, 16, 32))
+    backbone_stage: int | None = _f(None, lo=0, doc="use this timm feature stage's output; "
+                                    "null = the last features")
     img_size: int = _f(64, lo=16, hi=2048)
     normalization: str = _f("imagenet", choices=("imagenet", "none"))
     num_scenes: int = _f(4, lo=1, hi=256)

@@ -70,6 +70,7 @@ def model_config(cfg: TrainConfig, num_classes: int, embed_dim: int | None) -> S
         embed_dim=embed_dim, num_scenes=cfg.num_scenes, num_steps=cfg.num_steps,
         attention_dim=cfg.attention_dim, encoder_heads=cfg.encoder_heads,
         encoder_ffn=cfg.encoder_ffn, dropout=cfg.dropout, output_stride=cfg.output_stride,
+        backbone_stage=cfg.backbone_stage,
         pos_encoding=cfg.pos_encoding, outmess=cfg.outmess, normalize=cfg.normalize,
         ignore_self=cfg.ignore_self, soft=cfg.soft)
 

@@ -100,7 +100,7 @@ def _hsv(h: float, s: float, v: float) -> tuple[float, float, float]:
 def scene_style(k: int) -> Style:
     """Deterministic style of scene ``k`` (independent of the seed, like the label design)."""
     h, s, v = _NAMED_HSV[k] if k < len(_NAMED_HSV) else ((0.3 + 0.618034 * k) % 1.0, 0.4, 0.65)
-    return Style(base=_hsv(h, s, v), stripe=_hsv(h + 0.06, s + 0.2, v - 0.25),
+    return Style(base=_hsv(h, s, v), stripe=_hsv(h + 0.04, s + 0.1, v - 0.12),
                  angle=round((k * 0.9) % np.pi, 4), freq=3.0 + 2.0 * (k % 3), kind=k % 3)
 
 
@@ -132,7 +132,7 @@ def render_background(style: Style, size: int, rng: np.random.Generator) -> np.n
     y, x = _grid(size)
     u = x * np.cos(angle) + y * np.sin(angle)
     v = -x * np.sin(angle) + y * np.cos(angle)
-    t = _texture(style.kind, u, v, freq, phase)[..., None]
+    t = 0.6 * _texture(style.kind, u, v, freq, phase)[..., None]
     return (base + (stripe - base) * t).astype(np.float32)
 
 
@@ -193,7 +193,7 @@ def _draw_item(canvas: np.ndarray, item: np.ndarray, background: np.ndarray, cel
                cfg: FashionScenesConfig, rng: np.random.Generator) -> None:
     """Alpha-blend one resized, tinted item in its quadrant; maybe occlude part of it."""
     size = cfg.image_size
-    side = max(8, round(rng.uniform(0.35, 0.6) * size))
+    side = max(8, round(rng.uniform(0.42, 0.65) * size))
     x, y = _place(cell, side, size, rng)
     small = Image.fromarray(item).resize((side, side), _BILINEAR)
     a = np.asarray(small, dtype=np.float32)[..., None] / 255.0

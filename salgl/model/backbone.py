@@ -23,13 +23,20 @@ def check_backbone_name(name: str, key: str) -> None:
 
 
 def create_backbone(name: str, *, img_size: int, output_stride: int | None = None,
-                    pretrained: bool = False, pretrained_path: str | None = None,
-                    key: str = "backbone") -> nn.Module:
-    """A timm model without classifier or pooling; ``forward_features`` gives the feature map."""
+                    stage: int | None = None, pretrained: bool = False,
+                    pretrained_path: str | None = None, key: str = "backbone") -> nn.Module:
+    """A timm model without classifier or pooling.
+
+    ``stage`` (timm's feature index) stops the network early and uses that stage's feature
+    map: a cheaper, narrower backbone for small images; None uses the last features.
+    """
     import timm
 
     check_backbone_name(name, key)
-    kwargs: dict = {"num_classes": 0, "global_pool": ""}
+    if stage is None:
+        kwargs: dict = {"num_classes": 0, "global_pool": ""}
+    else:
+        kwargs = {"features_only": True, "out_indices": (stage,)}
     if output_stride is not None and output_stride != 32:
         kwargs["output_stride"] = output_stride
     if _is_transformer(name):
@@ -41,6 +48,8 @@ def create_backbone(name: str, *, img_size: int, output_stride: int | None = Non
         raise SalglError(f"{key}: could not {what} {name!r}: {exc}") from None
     if pretrained_path:
         load_backbone_weights(model, pretrained_path, key=f"{key} pretrained_path")
+    if stage is not None:
+        model.num_features = model.feature_info.channels()[-1]
     return model
 
 
@@ -91,7 +100,10 @@ def load_backbone_weights(model: nn.Module, path: str | Path, key: str) -> None:
 
 def feature_tokens(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     """Tokens (B, N, D) and the (h, w) grid they came from (ViT: grid without prefix tokens)."""
-    features = model.forward_features(images)
+    if hasattr(model, "forward_features"):
+        features = model.forward_features(images)
+    else:  # a timm features_only wrapper
+        features = model(images)[-1]
     if features.ndim == 4:
         b, d, h, w = features.shape
         return features.flatten(2).transpose(1, 2), (h, w)

@@ -38,6 +38,7 @@ class SalglConfig:
     encoder_ffn: int = 2048
     dropout: float = 0.1
     output_stride: int | None = None
+    backbone_stage: int | None = None
     pos_encoding: bool = False
     outmess: bool = True
     normalize: bool = True
@@ -88,6 +89,7 @@ class SALGL(nn.Module):
         self.config = config
         self.backbone = create_backbone(config.backbone, img_size=config.img_size,
                                         output_stride=config.output_stride,
+                                        stage=config.backbone_stage,
                                         pretrained=pretrained, pretrained_path=pretrained_path)
         dim = self.backbone.num_features
         self.feature_dim = dim

@@ -1,0 +1,261 @@
+"""Checks of salgl.plots on small synthetic predictions, training history and scene memories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from salgl import plots
+
+LABELS = ["cat", "dog", "Ankle Boot", "t-shirt", "sky"]
+SCENE_NAMES = ["summer", "autumn", "winter"]
+PERM = np.array([2, 0, 1])  # learned scene = PERM[true scene]
+
+
+def _case(tmp_path: Path, n: int = 60) -> dict:
+    """Predictions with label 0 perfectly separated; learned scenes are the true ones permuted."""
+    rng = np.random.default_rng(0)
+    c, s = len(LABELS), len(SCENE_NAMES)
+    true = np.arange(n) % s
+    targets = (rng.random((n, c)) < 0.4).astype(np.uint8)
+    targets[:2] = [[1, 1, 1, 1, 1], [0, 0, 0, 0, 0]]  # every label has a positive and a negative
+    scores = np.clip(0.45 * targets + 0.55 * rng.random((n, c)), 0, 1).astype(np.float32)
+    scores[:, 0] = np.where(targets[:, 0] == 1, 0.7, 0.3) + 0.2 * rng.random(n) - 0.1
+    ignore = np.zeros_like(targets)
+    ignore[5:10, 4] = 1
+    learned = PERM[true]
+    scene_probs = np.full((n, s), 0.05, np.float32)
+    scene_probs[np.arange(n), learned] = 0.9
+    paths = [str(tmp_path / "data" / "images" / "test" / f"{i:03d}.png") for i in range(n)]
+    memory = np.einsum("nk,ni,nj->kij", np.eye(s)[learned], targets, targets).astype(np.float32)
+    return {"scores": scores, "targets": targets, "ignore": ignore, "scene_probs": scene_probs,
+            "labels": np.array(LABELS), "paths": np.array(paths), "true": true,
+            "memory": memory}
+
+
+def _write_npz(case: dict, path: Path) -> Path:
+    keys = ("scores", "targets", "ignore", "scene_probs", "labels", "paths")
+    np.savez_compressed(path, **{k: case[k] for k in keys})
+    return path
+
+
+def _write_per_label(path: Path) -> Path:
+    rows = ["label,ap,ap_noninterp,positives,prevalence", "cat,1.000000,1.000000,20,0.333333",
+            "dog,0.612000,0.600000,25,0.416667", "Ankle Boot,0.450000,0.440000,22,0.366667",
+            "t-shirt,,,0,0.000000", "sky,0.800000,0.790000,18,0.300000"]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def _write_live(root: Path, steps: int = 3) -> Path:
+    """A DVCLive metrics folder; test/ files are written without the optional timestamp column."""
+    series = {"train/loss_total": 50.0, "train/loss_asl": 45.0, "train/loss_scene_sample": 0.9,
+              "train/loss_scene_batch": 2.0, "train/lr": 1e-4, "test/mAP": 0.5,
+              "test/best_mAP": 0.5}
+    for name, start in series.items():
+        path = root / f"{name}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stem = path.stem
+        stamp = name.startswith("train/")
+        lines = [("timestamp\t" if stamp else "") + f"step\t{stem}"]
+        for step in range(steps):
+            value = start * (0.8 ** step) if "loss" in name else start + 0.05 * step
+            lines.append((f"{1700000000000 + step}\t" if stamp else "") + f"{step}\t{value}")
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def _write_scenes(path: Path, case: dict) -> Path:
+    lines = ["image_path\tsplit\tscene_index\tscene_name",
+             f"{path.parent / 'data/images/train/000.png'}\ttrain\t1\tautumn"]
+    lines += [f"{p}\ttest\t{k}\t{SCENE_NAMES[k]}" for p, k in zip(case["paths"], case["true"],
+                                                                  strict=True)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _is_png(path: Path) -> None:
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.size[0] > 50 and image.size[1] > 50
+
+
+def test_make_all_plots_writes_every_file(tmp_path: Path) -> None:
+    case = _case(tmp_path)
+    out = tmp_path / "plots"
+    summary = plots.make_all_plots(
+        _write_npz(case, tmp_path / "pred.npz"), _write_per_label(tmp_path / "ap.csv"),
+        case["memory"], _write_live(tmp_path / "live"), out,
+        scenes_tsv=_write_scenes(tmp_path / "scenes.tsv", case), pr_labels=3, cloud_words=10)
+    expected = {"training_curves.png", "per_label_ap.png", "pr_curves.png", "scene_matching.png"}
+    expected |= {f"scene_{k}_{kind}.png" for k in range(3) for kind in ("cooccurrence", "cloud")}
+    assert set(summary["figures"]) == expected
+    for name in expected:
+        _is_png(out / name)
+    series = {f"pr/{n}.csv" for n in ("cat", "dog", "ankle_boot", "t_shirt", "sky")}
+    assert set(summary["pr_series"]) == series
+    assert all((out / name).is_file() for name in series)
+    assert not list(out.rglob("*.tmp"))
+    match = summary["scene_match"]
+    assert match["nmi"] == pytest.approx(1.0) and match["num_images"] == 60
+    assert match["true_scene_names"] == SCENE_NAMES and match["num_unmatched"] == 0
+
+
+def test_make_all_plots_without_scenes_or_history(tmp_path: Path) -> None:
+    case = _case(tmp_path)
+    out = tmp_path / "plots"
+    (out).mkdir()
+    (out / "scene_7_cloud.png").write_bytes(b"stale")
+    summary = plots.make_all_plots(_write_npz(case, tmp_path / "pred.npz"), None, case["memory"],
+                                   tmp_path / "missing", out)
+    assert summary["scene_match"] is None
+    assert "scene_matching.png" not in summary["figures"]
+    assert not (out / "scene_7_cloud.png").exists()
+    _is_png(out / "training_curves.png")
+    _is_png(out / "per_label_ap.png")
+
+
+def test_pr_series_ranges_and_perfect_label(tmp_path: Path) -> None:
+    from sklearn.metrics import average_precision_score
+
+    case = _case(tmp_path)
+    curves = plots.pr_curves(case["scores"], case["targets"], LABELS, case["ignore"])
+    written = plots.write_pr_series(curves, tmp_path / "pr")
+    assert [p.name for p in written] == ["cat.csv", "dog.csv", "ankle_boot.csv", "t_shirt.csv",
+                                         "sky.csv"]
+    for path in written:
+        frame = pd.read_csv(path)
+        assert list(frame.columns) == ["recall", "precision", "threshold"]
+        recall, precision = frame["recall"].to_numpy(), frame["precision"].to_numpy()
+        assert recall.min() >= 0 and recall.max() == pytest.approx(1.0)
+        assert np.all(np.diff(recall) >= 0)
+        assert precision.min() >= 0 and precision.max() <= 1
+        assert frame["threshold"].notna().all()
+    cat = pd.read_csv(tmp_path / "pr" / "cat.csv")
+    assert cat.loc[cat["recall"] == 1.0, "precision"].max() == pytest.approx(1.0)
+    keep = case["ignore"][:, 4] == 0
+    expected = average_precision_score(case["targets"][keep, 4], case["scores"][keep, 4])
+    assert plots.curve_ap(curves["sky"]) == pytest.approx(expected)
+
+
+def test_pr_curves_skip_labels_without_counted_positives() -> None:
+    targets = np.array([[1, 1], [0, 0], [0, 1]], dtype=np.uint8)
+    scores = np.array([[0.9, 0.2], [0.1, 0.3], [0.4, 0.8]], dtype=np.float32)
+    ignore = np.array([[1, 0], [0, 0], [0, 0]], dtype=np.uint8)
+    curves = plots.pr_curves(scores, targets, ["a", "b"], ignore)
+    assert list(curves) == ["b"]
+
+
+def test_safe_label_names() -> None:
+    assert plots.safe_label("Ankle Boot") == "ankle_boot"
+    assert plots.safe_label("t-shirt/top") == "t_shirt_top"
+    assert plots._unique_names(["a b", "a-b"]) == ["a_b", "a_b_1"]
+
+
+def test_scene_matching_permuted_and_independent() -> None:
+    rng = np.random.default_rng(1)
+    true = rng.integers(0, 4, 20000)
+    same = plots.scene_matching(np.array([3, 1, 0, 2])[true], true)
+    assert same["nmi"] == pytest.approx(1.0) and same["ari"] == pytest.approx(1.0)
+    assert np.asarray(same["contingency"]).sum() == 20000
+    independent = plots.scene_matching(rng.integers(0, 4, 20000), true, ["a", "b", "c", "d"])
+    assert independent["nmi"] < 0.01 and abs(independent["ari"]) < 0.01
+    assert independent["true_scene_names"] == ["a", "b", "c", "d"]
+    table = np.asarray(independent["contingency"])
+    assert table.shape == (4, 4) and table.sum() == independent["num_images"] == 20000
+
+
+def test_scene_matching_nmi_of_merged_scenes() -> None:
+    true = np.tile([0, 1, 2, 3], 50)
+    merged = plots.scene_matching(true // 2, true)  # I = H(learned) = 1 bit, H(true) = 2 bits
+    assert merged["nmi"] == pytest.approx(2 / 3) and merged["purity"] == pytest.approx(0.5)
+    assert merged["ari"] < 0.6
+
+
+def test_scene_matching_drops_unknown_and_pads_learned_rows() -> None:
+    match = plots.scene_matching(np.array([0, 0, 1, 1]), np.array([0, -1, 1, 1]), num_learned=3)
+    assert match["num_images"] == 3
+    assert match["contingency"] == [[1, 0], [0, 2], [0, 0]]
+
+
+def test_scene_label_shares_put_a_label_in_its_only_scene() -> None:
+    memory = np.zeros((3, 4, 4))
+    memory[1, 0, 0] = 5  # label 0 only in scene 1
+    memory[0, 1, 1], memory[2, 1, 1] = 1, 3  # label 1 split 1:3; label 3 never occurs
+    memory[0, 2, 2] = memory[1, 2, 2] = memory[2, 2, 2] = 2
+    shares = plots.scene_label_shares(memory)
+    np.testing.assert_allclose(shares[:, 0], [0, 1, 0])
+    np.testing.assert_allclose(shares[:, 1], [0.25, 0, 0.75])
+    np.testing.assert_allclose(shares[:, 3], 0)
+    np.testing.assert_allclose(shares.sum(0), [1, 1, 1, 0])
+
+
+def test_conditional_matrix_matches_the_model() -> None:
+    torch = pytest.importorskip("torch")
+    from salgl.model.salgl import conditional_probabilities
+
+    memory = np.array([[[4, 2, 0], [2, 2, 1], [0, 1, 3]], [[0, 0, 0], [0, 1, 1], [0, 1, 1]]],
+                      dtype=np.float32)
+    probs = plots.conditional_matrix(memory)
+    assert probs[0, 0, 1] == pytest.approx(0.5) and probs[0, 2, 1] == pytest.approx(1 / 3)
+    expected = conditional_probabilities(torch.tensor(memory), normalize=False).numpy()
+    np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_scene_figures_for_empty_scene_and_determinism(tmp_path: Path) -> None:
+    memory = np.zeros((2, 3, 3))
+    memory[0] = [[3, 1, 0], [1, 2, 0], [0, 0, 1]]
+    heat = plots.plot_scene_heatmaps(memory, ["a", "b", "c"], tmp_path / "a")
+    first = plots.plot_scene_clouds(memory, ["a", "b", "c"], tmp_path / "a")
+    again = plots.plot_scene_clouds(memory, ["a", "b", "c"], tmp_path / "b")
+    assert [p.name for p in heat] == ["scene_0_cooccurrence.png", "scene_1_cooccurrence.png"]
+    assert [p.name for p in first] == ["scene_0_cloud.png", "scene_1_cloud.png"]
+    for path in heat + first:
+        _is_png(path)
+    assert first[0].read_bytes() == again[0].read_bytes()
+    assert first[0].read_bytes() != first[1].read_bytes()  # the empty scene is a blank figure
+
+
+def test_true_scenes_for_relative_and_absolute_paths(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    tsv = tmp_path / "data" / "scenes.tsv"
+    tsv.parent.mkdir()
+    tsv.write_text("image_path\tsplit\tscene_index\tscene_name\n"
+                   "data/images/train/001.png\ttrain\t0\tsummer\n"
+                   "data/images/test/001.png\ttest\t2\twinter\n"
+                   f"{tmp_path / 'data/images/test/002.png'}\ttest\t1\tautumn\n", encoding="utf-8")
+    paths = [str(tmp_path / "data/images/test/001.png"),  # absolute vs relative row
+             "data/images/test/002.png",  # relative vs absolute row
+             "/elsewhere/images/test/001.png",  # only a suffix matches
+             "/elsewhere/001.png",  # basename shared by a train and a test image
+             "data/images/test/999.png"]
+    np.testing.assert_array_equal(plots.true_scenes_for(paths, tsv), [2, 1, 2, -1, -1])
+    assert plots.scene_names(plots.read_scenes_tsv(tsv)) == ["summer", "autumn", "winter"]
+
+
+def test_training_history_reading_and_placeholder(tmp_path: Path) -> None:
+    live = _write_live(tmp_path / "live")
+    with (live / "test" / "mAP.tsv").open("a", encoding="utf-8") as handle:
+        handle.write("2\t0.9\n")  # a resumed run logged step 2 again: the last value wins
+    metrics = plots.read_live_metrics(live)
+    assert {"train/loss_total", "train/lr", "test/mAP", "test/best_mAP"} <= set(metrics)
+    steps, values = metrics["test/mAP"]
+    np.testing.assert_array_equal(steps, [0, 1, 2])
+    assert values[-1] == pytest.approx(0.9)
+    assert metrics["train/loss_asl"][1][1] == pytest.approx(36.0)
+    assert plots.plot_training_curves(live, tmp_path / "curves.png") is True
+    assert plots.plot_training_curves(tmp_path / "none", tmp_path / "empty.png") is False
+    _is_png(tmp_path / "curves.png")
+    _is_png(tmp_path / "empty.png")
+
+
+def test_per_label_ap_reads_empty_ap_as_missing(tmp_path: Path) -> None:
+    frame = plots.read_per_label(_write_per_label(tmp_path / "ap.csv"))
+    assert frame["label"].tolist() == LABELS
+    assert frame["ap"].isna().tolist() == [False, False, False, True, False]
+    _is_png(plots.plot_per_label_ap(frame, tmp_path / "ap.png"))
