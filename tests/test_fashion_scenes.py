@@ -6,12 +6,12 @@ can mark which split an item came from by its pixel value.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import TEST_VALUE, TRAIN_VALUE, make_source
 from PIL import Image
 
 from salgl.config import FashionScenesConfig
@@ -22,33 +22,6 @@ from salgl.errors import SalglError
 
 PLAIN_NAMES = ["t-shirt", "trouser", "pullover", "dress", "coat",
                "sandal", "shirt", "sneaker", "bag", "ankle boot"]
-TRAIN_VALUE, TEST_VALUE = 200, 100
-
-
-def write_idx(path: Path, array: np.ndarray, gz: bool) -> Path:
-    """An IDX file of unsigned bytes, as Fashion-MNIST ships it."""
-    header = bytes([0, 0, 0x08, array.ndim])
-    header += b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    data = header + array.astype(np.uint8).tobytes()
-    if gz:
-        path = path.with_name(path.name + ".gz")
-        path.write_bytes(gzip.compress(data, mtime=0))
-    else:
-        path.write_bytes(data)
-    return path
-
-
-def make_source(folder: Path, gz: bool = True, n_train: int = 100, n_test: int = 50) -> Path:
-    """Fake Fashion-MNIST: block-shaped items whose intensity tells their split."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, n, value in (("train", n_train, TRAIN_VALUE), ("test", n_test, TEST_VALUE)):
-        images = np.zeros((n, 28, 28), dtype=np.uint8)
-        images[:, 6:22, 8:20] = value
-        image_name, label_name = fm.idx_names(split)
-        write_idx(folder / image_name, images, gz)
-        write_idx(folder / label_name, np.arange(n) % 10, gz)
-    return folder
-
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -124,7 +124,8 @@ class SALGL(nn.Module):
     def _update_cooccurrence(self, scene_probs: torch.Tensor, targets: torch.Tensor
                              ) -> torch.Tensor:
         """Add this batch's label outer products to M (training only); return the M to use."""
-        probs, labels = scene_probs.float(), targets.float()
+        dtype = self.cooccurrence.dtype
+        probs, labels = scene_probs.to(dtype), targets.to(dtype)
         if self.gather is not None:
             probs, labels = self.gather(probs, labels)
         if not self.config.soft:
@@ -139,7 +140,7 @@ class SALGL(nn.Module):
         tokens, grid = feature_tokens(self.backbone, images)
         tokens = self.encoder(tokens, self._position_code(tokens, grid))
         scene_logits = self.scene_classifier(tokens.mean(dim=1))
-        scene_probs = scene_logits.float().softmax(dim=-1)
+        scene_probs = scene_logits.to(self.cooccurrence.dtype).softmax(dim=-1)
 
         with torch.autocast(device_type=images.device.type, enabled=False):
             memory = self.cooccurrence

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Set up everything the pipeline and the tests need, idempotently:
+#   - Debian's dataset-fashion-mnist (when run as root with apt-get available),
+#   - a virtual environment in .venv with PyTorch and this package (editable, with dev tools).
+# Override the PyTorch pins with SALGL_TORCH="torch==X torchvision==Y" for another platform.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fmnist=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+if [ ! -e "$fmnist" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing Debian's dataset-fashion-mnist" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        dataset-fashion-mnist >/dev/null) || echo "setup: warning: apt-get failed" >&2
+fi
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv" >&2
+    "$python" -m venv .venv
+fi
+stamp=.venv/.salgl-setup-done
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
+        echo "setup: installing PyTorch (${SALGL_TORCH:-torch==2.14.1 torchvision==0.29.1})" >&2
+        # shellcheck disable=SC2086
+        .venv/bin/pip install -q ${SALGL_TORCH:-torch==2.14.1 torchvision==0.29.1}
+    fi
+    echo "setup: installing salgl and its dependencies" >&2
+    .venv/bin/pip install -q -e ".[dev]"
+    touch "$stamp"
+fi

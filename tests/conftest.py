@@ -1,0 +1,57 @@
+"""Shared fixtures: a tiny prepared dataset and a model trained on it for one epoch."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fakes import make_prepared
+from salgl.config import EmbedConfig, TrainConfig
+from salgl.embeddings import make_embeddings
+
+LABELS = ["cat", "dog", "traffic light", "teddy bear", "sofa", "cup"]
+
+
+def tiny_train_config(**changes) -> TrainConfig:
+    settings = dict(backbone="resnet10t", backbone_stage=2, img_size=32, num_scenes=2,
+                    attention_dim=8, encoder_ffn=16, epochs=1, batch_size=8, num_workers=0,
+                    lr=3e-3, ema_decay=0.9, patience=5)
+    settings.update(changes)
+    return TrainConfig(**settings)
+
+
+def write_embeddings(prepared: Path, out: Path) -> Path:
+    from salgl.data.prepared import load_prepared
+
+    data = load_prepared(prepared)
+    vectors, info = make_embeddings(data.labels, data.train.targets,
+                                    EmbedConfig(dim=8, epochs=50), "embed.test")
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "vectors.npy", vectors)
+    (out / "info.json").write_text(json.dumps(info), encoding="utf-8")
+    return out
+
+
+@dataclass
+class TinyRun:
+    prepared: Path
+    embeddings: Path
+    model: Path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+    from salgl.data.prepared import load_prepared
+    from salgl.train import train
+
+    root = tmp_path_factory.mktemp("tiny")
+    prepared = make_prepared(root / "prepared", LABELS)
+    embeddings = write_embeddings(prepared, root / "embeddings")
+    model = root / "model.safetensors"
+    train("fashion_scenes", tiny_train_config(), load_prepared(prepared), embeddings, model,
+          root / "state", None, progress=False)
+    return TinyRun(prepared, embeddings, model)

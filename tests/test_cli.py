@@ -1,0 +1,136 @@
+"""The real command line: bad input stops with one line and leaves nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from conftest import LABELS, TinyRun, write_embeddings
+from fakes import make_prepared
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def salgl(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SALGL_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "salgl.cli", "-q", *args], cwd=cwd,
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def error_line(result: subprocess.CompletedProcess) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.startswith("salgl ")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def tiny_params(path: Path, **train) -> Path:
+    settings = dict(backbone="resnet10t", backbone_stage=2, img_size=32, num_scenes=2,
+                    attention_dim=8, encoder_ffn=16, epochs=1, batch_size=8, num_workers=0)
+    settings.update(train)
+    path.write_text(yaml.safe_dump({"datasets": ["fashion_scenes"],
+                                    "train": {"fashion_scenes": settings}}), encoding="utf-8")
+    return path
+
+
+def train_args(root: Path, prepared: Path, emb: Path) -> list[str]:
+    return ["train", "fashion_scenes", "--params", str(root / "params.yaml"),
+            "--prepared", str(prepared), "--embeddings", str(emb),
+            "--out", str(root / "out" / "model.safetensors"), "--state", str(root / "state"),
+            "--live", str(root / "live")]
+
+
+def test_help_lists_every_command() -> None:
+    result = salgl("--help")
+    assert result.returncode == 0
+    for command in ("prepare", "embed", "train", "evaluate", "plots", "predict", "metrics"):
+        assert command in result.stdout
+
+
+def test_bad_params_value_names_key(tmp_path: Path) -> None:
+    tiny_params(tmp_path / "params.yaml", num_scenes=0)
+    result = salgl(*train_args(tmp_path, tmp_path, tmp_path))
+    assert result.returncode == 2
+    assert "train.fashion_scenes.num_scenes: must be at least 1" in error_line(result)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_backbone_via_set_override(tmp_path: Path) -> None:
+    tiny_params(tmp_path / "params.yaml")
+    result = salgl(*train_args(tmp_path, tmp_path, tmp_path), "--set", "backbone=resnet9000")
+    assert result.returncode == 2
+    assert "train.fashion_scenes.backbone: unknown backbone 'resnet9000'" in error_line(result)
+
+
+def test_missing_image_stops_before_training(tmp_path: Path) -> None:
+    prepared = make_prepared(tmp_path / "prepared", LABELS, n_train=8, n_test=4)
+    emb = write_embeddings(prepared, tmp_path / "emb")
+    tiny_params(tmp_path / "params.yaml")
+    missing = prepared / "images" / "train_002.png"
+    missing.unlink()
+    result = salgl(*train_args(tmp_path, prepared, emb))
+    assert result.returncode == 2
+    assert f"train.tsv:3: image {missing} not found" in error_line(result)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "live").exists()
+
+
+def test_undecodable_image_is_named_also_from_a_loader_worker(tmp_path: Path) -> None:
+    prepared = make_prepared(tmp_path / "prepared", LABELS, n_train=8, n_test=4)
+    emb = write_embeddings(prepared, tmp_path / "emb")
+    tiny_params(tmp_path / "params.yaml", num_workers=1)
+    broken = prepared / "images" / "train_005.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n but then garbage")
+    result = salgl(*train_args(tmp_path, prepared, emb))
+    assert result.returncode == 2
+    line = error_line(result)
+    assert f"{broken}: cannot decode image" in line
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_metrics_command_prints_the_metrics_json(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    targets = (rng.random((50, 4)) < 0.3).astype(np.uint8)
+    scores = np.clip(targets * 0.5 + rng.random((50, 4)) * 0.6, 0, 1)
+    np.savez(tmp_path / "p.npz", scores=scores, targets=targets)
+    result = salgl("metrics", str(tmp_path / "p.npz"), "--threshold", "0.6")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert {"mAP", "mAP_noninterp", "CP", "OF1", "CF1_top3"} <= metrics.keys()
+    assert metrics["num_images"] == 50 and 0.5 < metrics["mAP"] <= 1
+    np.savez(tmp_path / "bad.npz", scores=scores)
+    bad = salgl("metrics", str(tmp_path / "bad.npz"))
+    assert bad.returncode == 2 and "targets" in error_line(bad)
+
+
+def test_predict_labels_good_images_and_reports_bad_ones(tiny_run: TinyRun,
+                                                         tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    for i, name in enumerate(("a.png", "sub/b.jpg")):
+        Image.fromarray(np.full((40, 30, 3), 60 * i, dtype=np.uint8)).save(folder / name)
+    (folder / "broken.png").write_bytes(b"not an image")
+    (folder / "notes.txt").write_text("hello")
+    result = salgl("predict", str(tiny_run.model), str(folder), "--threshold", "0.0",
+                   "--topk", "2")
+    assert result.returncode == 1
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(r["path"]).name for r in records] == ["a.png", "b.jpg"]
+    for record in records:
+        assert set(record["scores"]) == set(LABELS) and len(record["labels"]) == 2
+        assert len(record["scene_probs"]) == 2 and record["scene"] in (0, 1)
+    assert "broken.png" in result.stderr and "notes.txt" in result.stderr
+
+    csv_run = salgl("predict", str(tiny_run.model), str(folder / "a.png"), "--format", "csv")
+    assert csv_run.returncode == 0
+    header = csv_run.stdout.splitlines()[0].split(",")
+    assert header[:3] == ["path", "labels", "scene"] and header[3:] == LABELS
+
+    (tmp_path / "empty").mkdir()
+    empty = salgl("predict", str(tiny_run.model), str(tmp_path / "empty"))
+    assert empty.returncode == 2 and "no image files found" in error_line(empty)

@@ -1,0 +1,246 @@
+"""The fast forms in the model equal the naive forms of method.md, gradients included."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from salgl.losses import asymmetric_loss, scene_regularisers
+from salgl.model.layers import GatedPropagation, LabelAttention, sine_position_code
+from salgl.model.salgl import (
+    SALGL,
+    SalglConfig,
+    conditional_probabilities,
+    cooccurrence_increment,
+)
+
+@pytest.fixture(autouse=True)
+def _float64():
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
+def naive_increment(p: torch.Tensor, y: torch.Tensor, soft: bool) -> torch.Tensor:
+    """Per-image loop of method.md step 4."""
+    s, c = p.shape[1], y.shape[1]
+    m = torch.zeros(s, c, c)
+    for b in range(p.shape[0]):
+        outer = torch.outer(y[b], y[b])
+        if soft:
+            m = m + torch.stack([p[b, k] * outer for k in range(s)])
+        else:
+            k = int(p[b].argmax())
+            m[k] += outer
+    return m
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_batched_cooccurrence_update_equals_per_image_loop(soft: bool) -> None:
+    gen = torch.Generator().manual_seed(0)
+    p = torch.softmax(torch.randn(9, 4, generator=gen), -1).requires_grad_()
+    y = (torch.rand(9, 6, generator=gen) < 0.4).double()
+    weights = torch.randn(4, 6, 6, generator=gen)
+    fast = cooccurrence_increment(p, y, 4, soft)
+    if soft:
+        (fast * weights).sum().backward()
+        fast_grad = p.grad.clone()
+        p.grad = None
+    else:
+        assert not fast.requires_grad  # hard mode: argmax carries no gradient
+    slow = naive_increment(p, y, soft)
+    assert torch.allclose(fast, slow, atol=1e-12)
+    if soft:
+        (slow * weights).sum().backward()
+        assert torch.allclose(fast_grad, p.grad, atol=1e-12)
+        assert fast_grad.abs().sum() > 0
+
+
+def test_conditional_probabilities_match_definition() -> None:
+    gen = torch.Generator().manual_seed(1)
+    y = (torch.rand(30, 5, generator=gen) < 0.5).double()
+    m = torch.einsum("bi,bj->ij", y, y)[None].repeat(2, 1, 1)
+    m[1, 0, :] = 0
+    m[1, :, 0] = 0  # label 0 never seen in scene 1
+    for ignore_self in (False, True):
+        for normalize in (False, True):
+            got = conditional_probabilities(m, ignore_self, normalize)
+            for k in range(2):
+                for i in range(5):
+                    row = torch.stack([m[k, j, i] / (m[k, i, i] + 1e-8) for j in range(5)])
+                    if ignore_self:
+                        row[i] = 0
+                    if normalize:
+                        row = row / (row.sum() + 1e-8)
+                    assert torch.allclose(got[k, i], row, atol=1e-12)
+    raw = conditional_probabilities(m, normalize=False)
+    assert torch.allclose(raw[0].diagonal(), torch.ones(5), atol=1e-6)
+    assert raw[1, 0].abs().sum() == 0
+
+
+class NaiveAttention(torch.nn.Module):
+    """Released formulation: explicit W_h (A x A) then w_t, looping over images."""
+
+    def __init__(self, fast: LabelAttention):
+        super().__init__()
+        self.fast = fast
+
+    def forward(self, tokens, labels):
+        f = self.fast
+        outs, alphas = [], []
+        for b in range(tokens.shape[0]):
+            u = f.visual_proj(tokens[b])               # (N, A)
+            v = f.label_proj(labels)                   # (C, A)
+            joint = torch.tanh(v[:, None, :] * u[None, :, :])   # (C, N, A)
+            hidden = f.hidden(joint)                   # (C, N, A): the A x A product
+            score = f.score(hidden)[..., 0]            # (C, N)
+            alpha = score.softmax(-1)
+            alphas.append(alpha)
+            outs.append(alpha @ tokens[b])
+        return torch.stack(outs), torch.stack(alphas)
+
+
+def test_collapsed_attention_equals_explicit_layers_with_gradients() -> None:
+    torch.manual_seed(0)
+    fast = LabelAttention(visual_dim=12, label_dim=7, attention_dim=10)
+    tokens = torch.randn(3, 5, 12, requires_grad=True)
+    labels = torch.randn(4, 7, requires_grad=True)
+    h_fast, a_fast = fast(tokens, labels)
+    loss_w = torch.randn_like(h_fast)
+    (h_fast * loss_w).sum().backward()
+    grads_fast = {n: p.grad.clone() for n, p in fast.named_parameters()}
+    g_tokens, g_labels = tokens.grad.clone(), labels.grad.clone()
+    fast.zero_grad()
+    tokens.grad = labels.grad = None
+    h_slow, a_slow = NaiveAttention(fast)(tokens, labels)
+    (h_slow * loss_w).sum().backward()
+    assert torch.allclose(h_fast, h_slow, atol=1e-10)
+    assert torch.allclose(a_fast, a_slow, atol=1e-10)
+    for name, param in fast.named_parameters():
+        assert torch.allclose(grads_fast[name], param.grad, atol=1e-10), name
+    assert torch.allclose(g_tokens, tokens.grad, atol=1e-10)
+    assert torch.allclose(g_labels, labels.grad, atol=1e-10)
+    assert grads_fast["hidden.weight"].abs().sum() > 0
+
+
+def naive_propagation(prop: GatedPropagation, h: torch.Tensor, graph: torch.Tensor):
+    """method.md step 9 with six separate linear maps sliced out of the fused ones."""
+    d = h.shape[-1]
+    wx, bx = prop.x_proj.weight, prop.x_proj.bias
+    wh, bh = prop.h_proj.weight, prop.h_proj.bias
+    maps = {"z": (wx[:d], bx[:d], wh[:d], bh[:d]), "r": (wx[d:2 * d], bx[d:2 * d], wh[d:], bh[d:])}
+    out = []
+    for b in range(h.shape[0]):
+        state, g = h[b], graph[b]
+        for _ in range(prop.steps):
+            x = torch.cat([g @ state, g.t() @ state], -1) if prop.outmess else g @ state
+            z = torch.sigmoid(x @ maps["z"][0].t() + maps["z"][1] + state @ maps["z"][2].t()
+                              + maps["z"][3])
+            r = torch.sigmoid(x @ maps["r"][0].t() + maps["r"][1] + state @ maps["r"][2].t()
+                              + maps["r"][3])
+            cand = torch.tanh(x @ wx[2 * d:].t() + bx[2 * d:] + prop.cand_h(r * state))
+            state = (1 - z) * state + z * cand
+        out.append(state)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("outmess", [True, False])
+def test_fused_gates_equal_separate_gates(outmess: bool) -> None:
+    torch.manual_seed(2)
+    prop = GatedPropagation(dim=6, steps=3, outmess=outmess)
+    h = torch.randn(2, 5, 6)
+    graph = torch.rand(2, 5, 5)
+    assert torch.allclose(prop(h, graph), naive_propagation(prop, h, graph), atol=1e-12)
+
+
+def small_model(soft: bool = False, embed_dim: int | None = 8, **kw) -> SALGL:
+    torch.manual_seed(0)
+    cfg = SalglConfig(backbone="resnet10t", num_classes=5, img_size=32, embed_dim=embed_dim,
+                      num_scenes=3, attention_dim=16, encoder_heads=8, encoder_ffn=32,
+                      backbone_stage=2, soft=soft, **kw)
+    return SALGL(cfg, torch.randn(5, 8) if embed_dim else None).double()
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_training_forward_updates_memory_before_building_graphs(soft: bool) -> None:
+    model = small_model(soft).train()
+    images = torch.randn(4, 3, 32, 32)
+    targets = (torch.rand(4, 5) < 0.5).double()
+    targets[:, 0] = 1
+    out = model(images, targets)
+    expected = naive_increment(out["scene_probs"].detach(), targets, soft)
+    assert torch.allclose(model.cooccurrence, expected, atol=1e-10)
+    probs = conditional_probabilities(expected)
+    p = out["scene_probs"].detach()
+    graphs = (torch.einsum("bk,kij->bij", p, probs) if soft else probs[p.argmax(1)])
+    assert torch.allclose(out["graphs"].detach(), graphs, atol=1e-10)
+    model.eval()
+    before = model.cooccurrence.clone()
+    model(images, targets)
+    assert torch.equal(model.cooccurrence, before)  # eval never updates the memory
+
+
+def test_soft_mode_sends_graph_gradient_to_scene_classifier() -> None:
+    model = small_model(soft=True).train()
+    out = model(torch.randn(3, 3, 32, 32), torch.ones(3, 5, dtype=torch.float64))
+    out["logits"].sum().backward()
+    assert model.scene_classifier.weight.grad.abs().sum() > 0
+
+
+def test_output_shapes_random_embeddings_and_position_code() -> None:
+    model = small_model(embed_dim=None, pos_encoding=True).eval()
+    out = model(torch.randn(2, 3, 32, 32))
+    n = out["attention"].shape[-1]
+    assert out["logits"].shape == (2, 5) and out["scene_probs"].shape == (2, 3)
+    assert out["graphs"].shape == (2, 5, 5) and out["attention"].shape == (2, 5, n)
+    assert isinstance(model.label_embeddings, torch.nn.Parameter)
+    assert model.label_embeddings.shape == (5, model.feature_dim)
+    assert torch.allclose(out["attention"].sum(-1), torch.ones(2, 5, dtype=out["attention"].dtype))
+
+
+def test_sine_position_code_layout() -> None:
+    code = sine_position_code(3, 4, dim=16, prefix=1)
+    assert code.shape == (13, 16)
+    assert code[0].abs().sum() == 0  # class token gets no position
+    assert not torch.allclose(code[1], code[2])  # neighbours differ
+    assert code.abs().max() <= 1
+
+
+def naive_asl(logits, y, gamma_neg=2.0, gamma_pos=0.0, clip=0.0, eps=1e-5):
+    total = 0.0
+    b, c = logits.shape
+    for i in range(b):
+        for j in range(c):
+            q = torch.sigmoid(logits[i, j])
+            qm = min(1 - q + clip, torch.tensor(1.0)) if clip > 0 else 1 - q
+            if y[i, j] == 1:
+                term = torch.log(torch.clamp(q, min=eps)) * (1 - q).detach() ** gamma_pos
+            else:
+                term = torch.log(torch.clamp(qm, min=eps)) * (1 - qm).detach() ** gamma_neg
+            total = total - term
+    return total / b / c * 1000
+
+
+@pytest.mark.parametrize("clip", [0.0, 0.05])
+def test_asymmetric_loss_matches_elementwise_definition(clip: float) -> None:
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(4, 6, generator=gen, requires_grad=True)
+    y = (torch.rand(4, 6, generator=gen) < 0.3).double()
+    fast = asymmetric_loss(logits, y, clip=clip)
+    fast.backward()
+    g = logits.grad.clone()
+    logits.grad = None
+    slow = naive_asl(logits, y, clip=clip)
+    slow.backward()
+    assert torch.allclose(fast.double(), slow, atol=1e-4)
+    assert torch.allclose(g.double(), logits.grad, atol=1e-5)
+
+
+def test_scene_regularisers_extremes() -> None:
+    one_hot = torch.eye(4)
+    reg = scene_regularisers(one_hot)
+    assert reg["scene_sample"] < 1e-5  # every image certain of its scene
+    assert abs(reg["scene_batch"]) < 1e-3  # batch uses all scenes evenly
+    collapsed = scene_regularisers(torch.tensor([[1.0, 0, 0, 0]] * 4))
+    assert collapsed["scene_batch"] == pytest.approx(100 * torch.log(torch.tensor(4.0)).item(),
+                                                     rel=1e-4)
