@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fakes import make_prepared
+
 from salgl.config import EmbedConfig, TrainConfig
 from salgl.embeddings import make_embeddings
 

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from PIL import Image
-
 from conftest import LABELS, TinyRun, write_embeddings
 from fakes import make_prepared
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,6 +14,7 @@ from salgl.model.salgl import (
     cooccurrence_increment,
 )
 
+
 @pytest.fixture(autouse=True)
 def _float64():
     torch.set_default_dtype(torch.float64)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from conftest import LABELS, TinyRun, tiny_train_config, write_embeddings
 from fakes import make_prepared
+from safetensors.torch import load_file
+
 from salgl.checkpoint import load_model
 from salgl.data.prepared import load_prepared
 from salgl.evaluate import evaluate_model, write_evaluation
