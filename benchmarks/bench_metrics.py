@@ -1,4 +1,5 @@
-"""Time salgl.metrics.compute_metrics at COCO size, against a per-label sklearn AP loop.
+"""Time salgl.metrics.compute_metrics at COCO size, against a per-label sklearn AP loop,
+and `salgl metrics FILE.npz` as a whole process (interpreter start-up and imports included).
 
 Run: python benchmarks/bench_metrics.py --images 40137 --labels 80 --repeat 5 --seed 0
 """
@@ -8,7 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -44,6 +49,20 @@ def time_sklearn_ap(scores: np.ndarray, targets: np.ndarray) -> float:
     return time.perf_counter() - start
 
 
+def time_cli(scores: np.ndarray, targets: np.ndarray, repeat: int) -> float:
+    """Median wall time of the whole `salgl metrics` process on a saved predictions file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "predictions.npz"
+        np.savez(path, scores=scores.astype(np.float32), targets=targets.astype(np.uint8))
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "salgl.cli", "metrics", str(path)],
+                           check=True, capture_output=True)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=40137)
@@ -58,6 +77,7 @@ def main() -> None:
         "repeat": args.repeat,
         "compute_metrics_median_s": round(time_compute_metrics(scores, targets, args.repeat), 4),
         "sklearn_ap_loop_s": round(time_sklearn_ap(scores, targets), 4),
+        "salgl_metrics_process_median_s": round(time_cli(scores, targets, args.repeat), 4),
     }
     print(json.dumps(result))
 

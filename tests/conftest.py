@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes import make_prepared
 
 from salgl.config import EmbedConfig, TrainConfig
 from salgl.embeddings import make_embeddings
+
+from fakes import make_prepared
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """No test reaches a model hub or downloads a dataset."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("SALGL_OFFLINE", "1")
+
 
 LABELS = ["cat", "dog", "traffic light", "teddy bear", "sofa", "cup"]
 

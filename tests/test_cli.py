@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from PIL import Image
+
 from conftest import LABELS, TinyRun, write_embeddings
 from fakes import make_prepared
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -133,3 +134,29 @@ def test_predict_labels_good_images_and_reports_bad_ones(tiny_run: TinyRun,
     (tmp_path / "empty").mkdir()
     empty = salgl("predict", str(tiny_run.model), str(tmp_path / "empty"))
     assert empty.returncode == 2 and "no image files found" in error_line(empty)
+
+
+def test_prepare_without_any_fashion_mnist_source(tmp_path: Path) -> None:
+    empty = tmp_path / "nothing-here"
+    empty.mkdir()
+    (tmp_path / "params.yaml").write_text("datasets: [fashion_scenes]\n", encoding="utf-8")
+    env_args = ["prepare", "fashion_scenes", "--out", str(tmp_path / "out")]
+    env = {**os.environ, "SALGL_OFFLINE": "1", "PYTHONPATH": str(REPO),
+           "SALGL_FASHION_MNIST_SYSTEM_DIR": str(empty)}
+    result = subprocess.run([sys.executable, "-m", "salgl.cli", "-q", *env_args], cwd=tmp_path,
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 2
+    line = error_line(result)
+    assert "prepare.fashion_scenes.source" in line and str(empty) in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_embed_refuses_a_duplicate_label(tmp_path: Path) -> None:
+    prepared = make_prepared(tmp_path / "prepared", LABELS, n_train=4, n_test=2)
+    (prepared / "labels.txt").write_text("cat\ndog\ncat\n", encoding="utf-8")
+    (tmp_path / "params.yaml").write_text("datasets: [fashion_scenes]\n", encoding="utf-8")
+    result = salgl("embed", "fashion_scenes", "--params", str(tmp_path / "params.yaml"),
+                   "--prepared", str(prepared), "--out", str(tmp_path / "emb"))
+    assert result.returncode == 2
+    assert "labels.txt:3: duplicate label 'cat'" in error_line(result)
+    assert not (tmp_path / "emb").exists()

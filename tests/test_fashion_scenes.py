@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes import TEST_VALUE, TRAIN_VALUE, make_source
 from PIL import Image
 
 from salgl.config import FashionScenesConfig
@@ -19,6 +18,8 @@ from salgl.data import fashion_mnist as fm
 from salgl.data import fashion_scenes as fs
 from salgl.data.prepared import load_prepared
 from salgl.errors import SalglError
+
+from fakes import TEST_VALUE, TRAIN_VALUE, make_source
 
 PLAIN_NAMES = ["t-shirt", "trouser", "pullover", "dress", "coat",
                "sandal", "shirt", "sneaker", "bag", "ankle boot"]

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import LABELS, TinyRun, tiny_train_config, write_embeddings
-from fakes import make_prepared
 from safetensors.torch import load_file
 
 from salgl.checkpoint import load_model
 from salgl.data.prepared import load_prepared
 from salgl.evaluate import evaluate_model, write_evaluation
 from salgl.train import STATE_FILE, Trainer, train
+
+from conftest import LABELS, TinyRun, tiny_train_config, write_embeddings
+from fakes import make_prepared
 
 
 def test_trained_model_file_is_self_contained(tiny_run: TinyRun) -> None:
