@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw", type=Path, help="the dataset's own folder (fashion_scenes: a folder "
                    "with Fashion-MNIST IDX files)")
     p.add_argument("--out", type=Path, help="output folder (default data/prepared/DATASET)")
+    p.add_argument("--strict", action="store_true", help="real datasets: a missing or broken "
+                   "image is an error (default: left out and recorded in meta.json)")
 
     p = _dataset_command(sub, "embed", "Make label vectors (GloVe file, a GloVe fit to the "
                          "training label co-occurrence, or random).")
@@ -90,6 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
+    p = sub.add_parser("import-official", help="Convert an authors' released checkpoint into "
+                       "our model file.", description="Read EXP_DIR/config.yaml and "
+                       "EXP_DIR/checkpoints/ema_best_model.pth (with torch.load(weights_only="
+                       "True): a pickle that would run code is refused), map every key onto "
+                       "our model, check every shape, and write a self-contained safetensors "
+                       "model file.")
+    p.add_argument("exp_dir", type=Path, metavar="EXP_DIR")
+    p.add_argument("--labels", type=Path, required=True,
+                   help="label names, one per line, in class-index order (num_classes lines)")
+    p.add_argument("out", type=Path, metavar="OUT.safetensors")
+
     p = sub.add_parser("metrics", help="Compute the evaluation metrics of a predictions file.",
                        description="Print method.md's metrics as JSON for an .npz holding "
                        "`scores` and `targets` (images x labels), optional `ignore` and "
@@ -125,6 +138,8 @@ def _dataset_params(args: argparse.Namespace, stage: str):
 def _cmd_prepare(args):
     from salgl.pipeline import run_prepare
 
+    if args.strict:
+        args.overrides.append("strict=true")
     run_prepare(_dataset_params(args, "prepare"), args.out, args.raw)
 
 
@@ -161,6 +176,14 @@ def _cmd_predict(args) -> int:
     return predict_command(args)
 
 
+def _cmd_import_official(args):
+    from salgl.official import import_official
+
+    summary = import_official(args.exp_dir, args.labels, args.out)
+    log.info("imported %s (%s, %d px, %d labels) -> %s", args.exp_dir, summary["backbone"],
+             summary["img_size"], summary["labels"], args.out)
+
+
 def _cmd_metrics(args):
     import json
 
@@ -171,7 +194,7 @@ def _cmd_metrics(args):
 
 COMMANDS = {"prepare": _cmd_prepare, "embed": _cmd_embed, "train": _cmd_train,
             "evaluate": _cmd_evaluate, "plots": _cmd_plots, "predict": _cmd_predict,
-            "metrics": _cmd_metrics}
+            "metrics": _cmd_metrics, "import-official": _cmd_import_official}
 
 
 def one_line(error: BaseException) -> str:

@@ -58,6 +58,14 @@ class FashionScenesConfig:
 
 
 @dataclass(frozen=True)
+class RealDatasetConfig:
+    """Where a real benchmark's raw files are, and how strictly to treat broken images."""
+
+    raw: str | None = _f(None, doc="the dataset's own folder; null = data/raw/<dataset>")
+    strict: bool = _f(False, doc="a missing or broken image is an error instead of skipped")
+
+
+@dataclass(frozen=True)
 class EmbedConfig:
     """How label vectors are made (method.md step 7)."""
 
@@ -228,7 +236,9 @@ class DatasetParams:
     plots: PlotsConfig
 
 
-PREPARE_CONFIGS: dict[str, type] = {"fashion_scenes": FashionScenesConfig}
+PREPARE_CONFIGS: dict[str, type] = {"fashion_scenes": FashionScenesConfig,
+                                     "mscoco": RealDatasetConfig, "voc2007": RealDatasetConfig,
+                                     "nuswide": RealDatasetConfig}
 
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:

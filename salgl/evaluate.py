@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from salgl.atomic import atomic_path, write_json, write_text
 from salgl.checkpoint import ModelInfo, load_model
 from salgl.data.dataset import MultiLabelImages, build_transform, check_images_exist
-from salgl.data.prepared import PreparedDataset
+from salgl.data.prepared import PreparedDataset, display_path
 from salgl.errors import SalglError
 from salgl.metrics import average_precision, compute_metrics, scene_usage
 from salgl.train import default_workers, predict_scores, select_device
@@ -85,7 +85,8 @@ def scene_usage_table(ev: Evaluation) -> str:
 def save_predictions(path: str | Path, ev: Evaluation) -> None:
     arrays = {"scores": ev.scores.astype(np.float32), "targets": ev.targets.astype(np.uint8),
               "scene_probs": ev.scene_probs.astype(np.float32),
-              "labels": np.array(ev.labels), "paths": np.array(ev.paths)}
+              "labels": np.array(ev.labels),
+              "paths": np.array([display_path(p) for p in ev.paths])}  # same bytes in any clone
     if ev.ignore is not None:
         arrays["ignore"] = ev.ignore.astype(np.uint8)
     buffer = io.BytesIO()

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from salgl.atomic import atomic_dir, write_json
 from salgl.config import DatasetParams
-from salgl.errors import SalglError
 
 log = logging.getLogger("salgl")
 
@@ -74,7 +73,10 @@ def run_prepare(params: DatasetParams, out: Path | None = None, raw: Path | None
         cfg = params.prepare if raw is None else replace(params.prepare, source=str(raw))
         meta = prepare_fashion_scenes(cfg, out)
     else:
-        raise SalglError(f"prepare: dataset {params.name!r} is not available in this version")
+        from salgl.data.real import prepare_real
+
+        root = raw or Path(params.prepare.raw or Path("data/raw") / params.name)
+        meta = prepare_real(params.name, Path(root), out, strict=params.prepare.strict)
     log.info("prepared %s into %s", params.name, out)
     return meta
 

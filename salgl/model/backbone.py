@@ -44,13 +44,31 @@ def create_backbone(name: str, *, img_size: int, output_stride: int | None = Non
     try:
         model = timm.create_model(name, pretrained=pretrained, **kwargs)
     except Exception as exc:  # timm raises many types for unreachable hubs / bad kwargs
-        what = "download pretrained weights for" if pretrained else "build"
-        raise SalglError(f"{key}: could not {what} {name!r}: {exc}") from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if pretrained:
+            raise SalglError(f"{key}: could not download pretrained weights for {name!r} "
+                             f"(tried {_weight_source(name)}): {reason}; set pretrained_path "
+                             "to a local file instead") from None
+        raise SalglError(f"{key}: could not build {name!r}: {reason}") from None
     if pretrained_path:
         load_backbone_weights(model, pretrained_path, key=f"{key} pretrained_path")
     if stage is not None:
         model.num_features = model.feature_info.channels()[-1]
     return model
+
+
+def _weight_source(name: str) -> str:
+    """Where timm looks for ``name``'s pretrained weights, for error messages."""
+    try:
+        from timm.models import get_pretrained_cfg
+
+        cfg = get_pretrained_cfg(name)
+        if cfg is not None:
+            hub = getattr(cfg, "hf_hub_id", None)
+            return f"hf-hub:{hub}" if hub else (getattr(cfg, "url", None) or "timm's default")
+    except Exception:  # the message must not fail while reporting another failure
+        pass
+    return "timm's default source"
 
 
 def _is_transformer(name: str) -> bool:

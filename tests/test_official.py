@@ -1,0 +1,203 @@
+"""Released checkpoints: import, parity with a naive reference of method.md, refusals."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from salgl.checkpoint import load_model
+from salgl.errors import SalglError
+from salgl.official import import_official
+
+# The key table of a released ResNet-101 / 80-label / 6-scene checkpoint (names and shapes).
+KEY_TABLE = Path(__file__).resolve().parent / "data" / "official-checkpoint-keys.tsv"
+C, S = 80, 6
+
+
+def key_table() -> list[tuple[str, tuple[int, ...], str]]:
+    rows = []
+    for line in KEY_TABLE.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") or line.startswith("key\t") or not line.strip():
+            continue
+        key, shape, dtype = line.split("\t")
+        dims = () if shape == "scalar" else tuple(int(d) for d in shape.split("x"))
+        rows.append((key, dims, dtype))
+    return rows
+
+
+def fake_checkpoint(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random tensors of the table's shapes, with a realistic memory and BatchNorm stats."""
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, dims, dtype in key_table():
+        if dtype == "int64":
+            state[key] = torch.tensor(1000, dtype=torch.int64)
+        elif key.endswith("running_var"):
+            state[key] = 0.5 + torch.rand(dims, generator=gen)
+        elif key.endswith("running_mean"):
+            state[key] = 0.1 * torch.randn(dims, generator=gen)
+        elif key.endswith("bn3.weight") or ".bn" in key and key.endswith("weight"):
+            state[key] = 0.2 + 0.3 * torch.rand(dims, generator=gen)
+        elif key == "module.comatrix":
+            labels = (torch.rand(S, 300, C, generator=gen) < 0.08).float()
+            state[key] = torch.einsum("sbi,sbj->sij", labels, labels)
+        else:
+            fan_in = dims[1] if len(dims) > 1 else dims[0]
+            for d in dims[2:]:
+                fan_in *= d
+            state[key] = torch.randn(dims, generator=gen) / fan_in ** 0.5
+    return state
+
+
+def write_experiment(root: Path, config: dict, state: dict | None = None) -> Path:
+    (root / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (root / "config.yaml").write_text("".join(f"{k}: {v}\n" for k, v in config.items()),
+                                      encoding="utf-8")
+    torch.save(state if state is not None else fake_checkpoint(),
+               root / "checkpoints" / "ema_best_model.pth")
+    return root
+
+
+def released_config(**changes) -> dict:
+    config = dict(model="SALGL", backbone="resnet101", data="coco", img_size=224,
+                  num_classes=C, num_scenes=S, num_steps=3, embed_type="glove",
+                  embed_path="data/coco/glove.npy", outmess=True, normalize=True,
+                  ignore_self=False, soft=False, pos=False, comat_ema=True, ema_decay=0.9997,
+                  orid_norm=False, threshold=0.5, topk=3)
+    config.update(changes)
+    return config
+
+
+def labels_file(path: Path, count: int = C) -> Path:
+    path.write_text("".join(f"label {i}\n" for i in range(count)), encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------------ the naive reference
+
+
+def naive_logits(state: dict[str, torch.Tensor], images: torch.Tensor, soft: bool
+                 ) -> torch.Tensor:
+    """method.md written plainly, from the released keys, looping over images."""
+    import timm
+
+    w = {k.removeprefix("module."): v for k, v in state.items()}
+    backbone = timm.create_model("resnet101", num_classes=0, global_pool="")
+    backbone.load_state_dict({k[9:]: v for k, v in w.items() if k.startswith("backbone.")})
+    encoder = torch.nn.TransformerEncoderLayer(2048, 8, 2048, dropout=0.1, batch_first=True)
+    encoder.load_state_dict({k[12:]: v for k, v in w.items() if k.startswith("tb.layers.0.")})
+    backbone.eval()
+    encoder.eval()
+    m = w["comatrix"]
+    probs = torch.zeros_like(m)
+    for k in range(S):
+        for i in range(C):
+            for j in range(C):
+                probs[k, i, j] = m[k, j, i] / (m[k, i, i] + 1e-8)
+        probs[k] = probs[k] / (probs[k].sum(-1, keepdim=True) + 1e-8)
+    out = []
+    with torch.no_grad():
+        fmap = backbone.forward_features(images)
+        for b in range(images.shape[0]):
+            tokens = encoder(fmap[b].flatten(1).t()[None])[0]           # (N, D)
+            p = F.softmax(tokens.mean(0) @ w["scene_linear.weight"].t(), -1)
+            graph = probs[int(p.argmax())] if not soft else (p[:, None, None] * probs).sum(0)
+            u = tokens @ w["attention.linear1.weight"].t()             # (N, A)
+            v = w["embeddings"] @ w["attention.linear2.weight"].t()    # (C, A)
+            hidden = torch.tanh(v[:, None, :] * u[None]) @ w["attention.hidden_linear.weight"].t()
+            hidden = hidden + w["attention.hidden_linear.bias"]
+            score = hidden @ w["attention.target_linear.weight"].t()
+            score = score[..., 0] + w["attention.target_linear.bias"]
+            h0 = F.softmax(score, -1) @ tokens                          # (C, D)
+            h = h0
+            for _ in range(3):
+                x = torch.cat([graph @ h, graph.t() @ h], -1)
+
+                def lin(name, inp):
+                    return inp @ w[f"ggnn.{name}.weight"].t() + w[f"ggnn.{name}.bias"]
+
+                z = torch.sigmoid(lin("fc1_w", x) + lin("fc1_u", h))
+                r = torch.sigmoid(lin("fc2_w", x) + lin("fc2_u", h))
+                cand = torch.tanh(lin("fc3_w", x) + lin("fc3_u", r * h))
+                h = (1 - z) * h + z * cand
+            fused = torch.tanh(torch.cat([h0, h], -1) @ w["fc.0.weight"].t() + w["fc.0.bias"])
+            out.append((fused * w["classifier.weight"]).sum(-1) + w["classifier.bias"])
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_imported_model_matches_naive_reference(tmp_path: Path, soft: bool) -> None:
+    state = fake_checkpoint()
+    exp = write_experiment(tmp_path / "exp", released_config(soft=soft), state)
+    out = tmp_path / "imported.safetensors"
+    import_official(exp, labels_file(tmp_path / "labels.txt"), out)
+    model, info = load_model(out)
+    assert info.labels[3] == "label 3" and info.config.soft is soft
+    assert info.normalization["kind"] == "imagenet"
+    images = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours = model(images)["logits"]
+    reference = naive_logits(state, images, soft)
+    assert ours.shape == (2, C)
+    assert (ours - reference).abs().max().item() <= 1e-4
+    assert reference.std() > 1e-3  # a degenerate constant output would prove nothing
+
+
+def test_pickle_that_would_run_code_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "code-ran"
+
+    class Exploit:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    exp = tmp_path / "exp"
+    write_experiment(exp, released_config(), {"x": torch.zeros(1)})
+    (exp / "checkpoints" / "ema_best_model.pth").write_bytes(pickle.dumps({"a": Exploit()}))
+    with pytest.raises(SalglError, match="refused or unreadable weight file"):
+        import_official(exp, labels_file(tmp_path / "l.txt"), tmp_path / "o.safetensors")
+    assert not marker.exists() and not (tmp_path / "o.safetensors").exists()
+
+
+@pytest.fixture(scope="module")
+def small_state() -> dict[str, torch.Tensor]:
+    return fake_checkpoint(seed=3)
+
+
+@pytest.mark.parametrize("case,fragment", [
+    ("missing_key", "config.yaml: needed key 'num_scenes' is missing"),
+    ("unknown_backbone", "unknown backbone 'resnet1001'"),
+    ("labels_length", "79 labels, but config.yaml says num_classes 80"),
+    ("truncated", "refused or unreadable weight file"),
+    ("shape", "classifier.weight has shape (80, 2000)"),
+    ("extra_key", "unexpected key module.extra.weight"),
+    ("missing_weight", "missing key module.ggnn.fc2_w.weight"),
+])
+def test_bad_input_is_named_and_writes_nothing(tmp_path: Path, small_state, case: str,
+                                               fragment: str) -> None:
+    needs_weights = case in ("shape", "extra_key", "missing_weight")
+    state = dict(small_state) if needs_weights else {"module.comatrix": torch.zeros(S, C, C)}
+    config, n_labels = released_config(), C
+    if case == "missing_key":
+        config.pop("num_scenes")
+    elif case == "unknown_backbone":
+        config["backbone"] = "resnet1001"
+    elif case == "labels_length":
+        n_labels = C - 1
+    elif case == "shape":
+        state["module.classifier.weight"] = torch.zeros(C, 2000)
+    elif case == "extra_key":
+        state["module.extra.weight"] = torch.zeros(2)
+    elif case == "missing_weight":
+        state.pop("module.ggnn.fc2_w.weight")
+    exp = write_experiment(tmp_path / "exp", config, state)
+    if case == "truncated":
+        path = exp / "checkpoints" / "ema_best_model.pth"
+        path.write_bytes(path.read_bytes()[:5000])
+    out = tmp_path / "out.safetensors"
+    with pytest.raises(SalglError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        import_official(exp, labels_file(tmp_path / "l.txt", n_labels), out)
+    assert not out.exists()
