@@ -140,6 +140,14 @@ class EvaluateConfig:
 class PlotsConfig:
     pr_labels: int = _f(10, lo=1, doc="how many labels get a precision-recall curve")
     cloud_words: int = _f(40, lo=1)
+    top_labels: int = _f(10, lo=1, doc="labels per scene in the top-labels bar chart")
+    label_groups: dict = _f({}, doc="group name -> label names, one heatmap figure per group")
+
+    def check(self, where: str) -> None:
+        for group, names in self.label_groups.items():
+            if not isinstance(names, list) or not names or \
+                    not all(isinstance(n, str) for n in names):
+                raise SalglError(f"{where}.label_groups.{group}: expected a list of label names")
 
 
 # ----------------------------------------------------------------------------- parsing

@@ -148,7 +148,9 @@ def run_plots(params: DatasetParams, model: Path | None = None, prepared: Path |
         predictions or paths.predictions, (eval_dir or paths.eval_dir) / "per_label_ap.csv",
         model_obj.cooccurrence.numpy(), (live or paths.live) / "plots" / "metrics",
         out or paths.figures, scenes if scenes.is_file() else None,
-        pr_labels=params.plots.pr_labels, cloud_words=params.plots.cloud_words)
+        pr_labels=params.plots.pr_labels, cloud_words=params.plots.cloud_words,
+        groups=params.plots.label_groups, top_labels=params.plots.top_labels,
+        where=f"plots.{params.name}.label_groups")
     match = summary.get("scene_match")
     if match is not None:
         scene_summary = {"scene_nmi": match["nmi"], "scene_ari": match["ari"],

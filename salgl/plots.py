@@ -451,6 +451,84 @@ def plot_scene_clouds(cooccurrence: Any, labels: Sequence[str], out_dir: str | P
     return written
 
 
+def _group_indices(labels: Sequence[str], groups: Mapping[str, Sequence[str]],
+                   where: str) -> dict[str, list[int]]:
+    index = {str(name): i for i, name in enumerate(labels)}
+    chosen = {}
+    for group, names in groups.items():
+        missing = [n for n in names if n not in index]
+        if missing:
+            raise SalglError(f"{where}.{group}: label {missing[0]!r} is not one of the "
+                             "model's labels")
+        chosen[str(group)] = [index[n] for n in names]
+    return chosen
+
+
+def _grid(count: int) -> tuple[int, int]:
+    cols = min(count, 3)
+    return (count + cols - 1) // cols, cols
+
+
+def plot_group_heatmaps(cooccurrence: Any, labels: Sequence[str],
+                        groups: Mapping[str, Sequence[str]], out_dir: str | Path,
+                        where: str = "plots.label_groups") -> list[Path]:
+    """The paper's figure: per label group, P(j | i) in every learned scene side by side."""
+    memory = as_cooccurrence(cooccurrence, len(labels))
+    probs = conditional_matrix(memory)
+    written = []
+    for group, idx in _group_indices(labels, groups, where).items():
+        rows, cols = _grid(memory.shape[0])
+        side = max(3.2, 0.42 * len(idx) + 1.6)
+        fig = _figure(cols * side, rows * side)
+        names = [str(labels[i]) for i in idx]
+        for k in range(memory.shape[0]):
+            ax = fig.add_subplot(rows, cols, k + 1)
+            block = probs[k][np.ix_(idx, idx)].clip(0, 1)
+            ax.imshow(block, vmin=0, vmax=1, cmap="viridis")
+            _heatmap_axes(ax, names, "", "")
+            if len(idx) <= 10:
+                _annotate(ax, np.vectorize(lambda v: f"{v:.2f}")(block), block < 0.5, size=6)
+            ax.set_title(f"scene {k} ({_occurrences(memory, k):,.0f} occurrences)",
+                         fontsize=9)
+        fig.suptitle(f"{group}: P(column label | row label, scene)", fontsize=11)
+        written.append(_save(fig, Path(out_dir) / f"group_{safe_label(group)}.png"))
+    return written
+
+
+def plot_scene_top_labels(cooccurrence: Any, labels: Sequence[str], out_png: str | Path,
+                          top: int = 10) -> Path:
+    """For readers who prefer numbers: each scene's labels with the largest share in it."""
+    memory = as_cooccurrence(cooccurrence, len(labels))
+    shares = scene_label_shares(memory)
+    rows, cols = _grid(memory.shape[0])
+    count = min(top, len(labels))
+    fig = _figure(cols * 4.2, rows * (0.28 * count + 1.2))
+    for k in range(memory.shape[0]):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        order = np.argsort(-shares[k], kind="stable")[:count][::-1]
+        ax.barh(np.arange(len(order)), shares[k][order], color="tab:blue")
+        ax.set_yticks(np.arange(len(order)), [str(labels[i]) for i in order], fontsize=8)
+        ax.set_xlim(0, 1)
+        ax.set_title(f"scene {k}", fontsize=9)
+        ax.set_xlabel("share of the label's occurrences", fontsize=8)
+    return _save(fig, out_png)
+
+
+def model_figures(cooccurrence: Any, labels: Sequence[str], out_dir: str | Path,
+                  groups: Mapping[str, Sequence[str]] | None = None, top: int = 10,
+                  cloud_words: int = 40, where: str = "plots.label_groups") -> list[Path]:
+    """Every figure drawn from a model's scene memory alone (works for imported models too)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    memory = as_cooccurrence(cooccurrence, len(labels))
+    figures = plot_scene_heatmaps(memory, labels, out)
+    figures += plot_scene_clouds(memory, labels, out, cloud_words)
+    figures.append(plot_scene_top_labels(memory, labels, out / "scene_top_labels.png", top))
+    if groups:
+        figures += plot_group_heatmaps(memory, labels, groups, out, where)
+    return figures
+
+
 # --------------------------------------------------------------------------- true scenes
 
 
@@ -655,7 +733,8 @@ def _scene_match_for(arrays: Mapping[str, np.ndarray], scenes_tsv: str | Path,
 def make_all_plots(predictions_npz: str | Path, per_label_csv: str | Path | None,
                    cooccurrence: Any, live_metrics_dir: str | Path | None, out_dir: str | Path,
                    scenes_tsv: str | Path | None = None, pr_labels: int = 10,
-                   cloud_words: int = 40) -> dict[str, Any]:
+                   cloud_words: int = 40, groups: Mapping[str, Sequence[str]] | None = None,
+                   top_labels: int = 10, where: str = "plots.label_groups") -> dict[str, Any]:
     """Every figure of the plots stage into ``out_dir``; returns figure names and scene match."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -674,8 +753,8 @@ def make_all_plots(predictions_npz: str | Path, per_label_csv: str | Path | None
     if cooccurrence is not None:
         memory = as_cooccurrence(cooccurrence, len(labels))
         num_learned = max(num_learned, memory.shape[0])
-        scene_figures += plot_scene_heatmaps(memory, labels, out)
-        scene_figures += plot_scene_clouds(memory, labels, out, cloud_words)
+        scene_figures += model_figures(memory, labels, out, groups, top_labels, cloud_words,
+                                       where)
     match = None
     if scenes_tsv is not None:
         match = _scene_match_for(arrays, scenes_tsv, num_learned)

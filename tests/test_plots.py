@@ -93,6 +93,7 @@ def test_make_all_plots_writes_every_file(tmp_path: Path) -> None:
         scenes_tsv=_write_scenes(tmp_path / "scenes.tsv", case), pr_labels=3, cloud_words=10)
     expected = {"training_curves.png", "per_label_ap.png", "pr_curves.png", "scene_matching.png"}
     expected |= {f"scene_{k}_{kind}.png" for k in range(3) for kind in ("cooccurrence", "cloud")}
+    expected.add("scene_top_labels.png")
     assert set(summary["figures"]) == expected
     for name in expected:
         _is_png(out / name)
@@ -259,3 +260,23 @@ def test_per_label_ap_reads_empty_ap_as_missing(tmp_path: Path) -> None:
     assert frame["label"].tolist() == LABELS
     assert frame["ap"].isna().tolist() == [False, False, False, True, False]
     _is_png(plots.plot_per_label_ap(frame, tmp_path / "ap.png"))
+
+
+def test_group_heatmaps_and_top_labels_from_a_model_memory(tmp_path: Path) -> None:
+    from salgl.errors import SalglError
+    from salgl.plots import model_figures
+
+    labels = ["car", "bus", "cat", "dog", "cup"]
+    memory = np.zeros((2, 5, 5))
+    memory[0, :2, :2] = 3.0
+    memory[1, 2:4, 2:4] = 2.0
+    figures = model_figures(memory, labels, tmp_path,
+                            {"vehicles": ["car", "bus"], "animals": ["cat", "dog"]}, top=3)
+    names = {p.name for p in figures}
+    assert {"group_vehicles.png", "group_animals.png", "scene_top_labels.png",
+            "scene_0_cooccurrence.png", "scene_1_cloud.png"} <= names
+    for path in figures:
+        _is_png(path)
+    with pytest.raises(SalglError, match="plots.x.label_groups.pets: label 'hamster'"):
+        model_figures(memory, labels, tmp_path / "bad", {"pets": ["cat", "hamster"]},
+                      where="plots.x.label_groups")

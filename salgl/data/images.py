@@ -1,0 +1,190 @@
+"""Image checks and the shared last step of the real-benchmark preparers.
+
+Real copies of MS-COCO, VOC and NUS-WIDE often miss files or hold truncated downloads. Every
+listed image is decoded once at prepare time, so training never meets a broken file; what is
+left out is recorded in meta.json with its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from salgl.atomic import atomic_dir
+from salgl.data.prepared import SPLITS, display_path, write_prepared
+from salgl.errors import SalglError
+
+log = logging.getLogger("salgl")
+
+MISSING = "missing"
+CHUNK = 32  # images per task: few futures even for NUS-WIDE's 270k images
+
+
+@dataclass
+class Sample:
+    """One image of a raw dataset: its file, positive labels and unscored (ignored) labels."""
+
+    path: Path
+    labels: list[str]
+    ignored: list[str] = field(default_factory=list)
+
+
+def default_workers() -> int:
+    """Threads suffice: PIL and file reads release the GIL while decoding."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(32, cores))
+
+
+def image_problem(path: Path) -> str | None:
+    """Why ``path`` is unusable as an image, or None; a full decode catches truncated files."""
+    if not path.is_file():
+        return MISSING
+    try:
+        with Image.open(path) as img:
+            if img.format == "JPEG":
+                # Scaled decoding still reads every entropy-coded byte (so truncation and
+                # corrupt data still fail) but skips most of the inverse DCT work.
+                img.draft(None, (max(1, img.width // 8), max(1, img.height // 8)))
+            img.load()
+    except UnidentifiedImageError:
+        return "cannot decode: not an image format PIL can read"
+    except Exception as exc:  # any decoder failure means training would fail on it
+        return f"cannot decode: {exc}"
+    return None
+
+
+def _check_chunk(paths: Sequence[Path]) -> list[str | None]:
+    return [image_problem(p) for p in paths]
+
+
+def check_images(paths: list[Path], workers: int | None = None,
+                 progress: bool = True) -> dict[Path, str]:
+    """{path: reason} for the images that are missing or cannot be decoded, checked in parallel."""
+    paths = list(paths)
+    chunks = [paths[i:i + CHUNK] for i in range(0, len(paths), CHUNK)]
+    problems: dict[Path, str] = {}
+    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool, \
+            tqdm(total=len(paths), desc="checking images", unit="img", file=sys.stderr,
+                 disable=not progress) as bar:
+        for chunk, reasons in zip(chunks, pool.map(_check_chunk, chunks), strict=True):
+            bar.update(len(chunk))
+            problems.update((p, r) for p, r in zip(chunk, reasons, strict=True) if r)
+    return problems
+
+
+def drop_unreadable(splits: dict[str, list[Sample]], strict: bool, workers: int | None,
+                    progress: bool) -> tuple[dict[str, list[Sample]], list[dict]]:
+    """Leave out missing or undecodable images (kept splits, skipped records); strict refuses."""
+    problems = check_images([s.path for name in SPLITS for s in splits[name]], workers, progress)
+    skipped = [{"path": display_path(s.path), "split": name, "reason": problems[s.path]}
+               for name in SPLITS for s in splits[name] if s.path in problems]
+    if skipped and strict:
+        first = skipped[0]
+        raise SalglError(f"{first['path']}: {first['reason']} (strict: {len(skipped)} missing "
+                         "or broken image(s) in all; without strict they are skipped and "
+                         "recorded in meta.json)")
+    kept = {name: [s for s in splits[name] if s.path not in problems] for name in SPLITS}
+    return kept, skipped
+
+
+def _ordered(names: Sequence[str], index: dict[str, int]) -> list[str]:
+    """Label names without repeats, in class-index order."""
+    return sorted(set(names), key=index.__getitem__)
+
+
+def _ignore_matrix(samples: list[Sample], index: dict[str, int]) -> np.ndarray:
+    ignore = np.zeros((len(samples), len(index)), dtype=np.uint8)
+    for row, sample in enumerate(samples):
+        ignore[row, [index[n] for n in sample.ignored]] = 1
+    return ignore
+
+
+def _label_counts(samples: list[Sample], labels: Sequence[str]) -> dict[str, int]:
+    counts = dict.fromkeys(labels, 0)
+    for sample in samples:
+        for name in set(sample.labels):
+            counts[name] += 1
+    return counts
+
+
+def _summary(dataset: str, meta: dict, ignore: np.ndarray | None) -> str:
+    """One line: what was written, what was left out and why, how it compares to the paper."""
+    counts = meta["counts"]
+    reasons = [s["reason"] for s in meta["skipped"]]
+    missing = sum(r == MISSING for r in reasons)
+    text = (f"{dataset}: {counts['train']['images']} train + {counts['test']['images']} test "
+            f"images, {len(meta['labels'])} labels; dropped {len(meta['dropped'])} without "
+            f"labels; skipped {len(reasons)} unreadable ({missing} missing, "
+            f"{len(reasons) - missing} cannot decode)")
+    if ignore is not None:
+        text += f"; {int(ignore.sum())} test image-label pairs unscored (ignore.npy)"
+    standard = meta["standard_counts"]
+    if standard and any(counts[s]["images"] != standard[s] for s in SPLITS):
+        text += f"; the standard split has {standard['train']} train / {standard['test']} test"
+    return text
+
+
+def write_real_prepared(out: Path, dataset: str, raw: Path, labels: Sequence[str],
+                        samples: dict[str, list[Sample]], dropped: list[dict],
+                        skipped: list[dict], standard: dict[str, int] | None,
+                        with_ignore: bool = False, extra: dict | None = None) -> dict:
+    """Write the prepared folder (replacing ``out`` only on success) and return its meta."""
+    index = {name: i for i, name in enumerate(labels)}
+    ignore = _ignore_matrix(samples["test"], index) if with_ignore else None
+    meta: dict = {
+        "dataset": dataset,
+        "source": Path(raw).as_posix(),
+        "labels": list(labels),
+        "counts": {name: {
+            "images": len(samples[name]),
+            "dropped_without_labels": sum(d["split"] == name for d in dropped),
+            "skipped_broken": sum(s["split"] == name for s in skipped),
+        } for name in SPLITS},
+        "label_counts": {name: _label_counts(samples[name], labels) for name in SPLITS},
+        "standard_counts": standard,
+        **(extra or {}),
+        "dropped": dropped,
+        "skipped": skipped,
+    }
+    if ignore is not None:
+        meta["ignored_pairs"] = dict(zip(labels, ignore.sum(axis=0).tolist(), strict=True))
+    meta["summary"] = _summary(dataset, meta, ignore)
+    lists = {name: [(display_path(s.path), _ordered(s.labels, index)) for s in samples[name]]
+             for name in SPLITS}
+    with atomic_dir(out) as tmp:
+        write_prepared(tmp, labels, lists, meta, ignore)
+    log.info("%s -> %s", meta["summary"], display_path(out))
+    if skipped:
+        first = skipped[0]
+        log.warning("%s: skipped %d missing or broken image(s), first %s (%s); listed in %s",
+                    dataset, len(skipped), first["path"], first["reason"],
+                    display_path(Path(out) / "meta.json"))
+    return meta
+
+
+def _present(raw: Path, entry: str) -> bool:
+    """A trailing slash marks a folder, anything else a file."""
+    if entry.endswith("/"):
+        return (raw / entry).is_dir()
+    return (raw / entry).is_file()
+
+
+def check_layout(raw: Path, required: Sequence[str], what: str, hint: str = "") -> None:
+    """Refuse a folder that lacks the dataset's entries, naming every missing one."""
+    if not raw.is_dir():
+        raise SalglError(f"{raw}: raw dataset folder not found")
+    missing = [entry for entry in required if not _present(raw, entry)]
+    if missing:
+        raise SalglError(f"{raw}: not {what} folder: missing {', '.join(missing)}{hint}")
