@@ -103,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="label names, one per line, in class-index order (num_classes lines)")
     p.add_argument("out", type=Path, metavar="OUT.safetensors")
 
+    p = sub.add_parser("evaluate-official", help="Import a released experiment listed under "
+                       "official.NAME in params.yaml, evaluate it and draw its figures.",
+                       description="Runs import-official on official.NAME.dir, evaluates the "
+                       "imported model on its prepared dataset (metrics/official/NAME.json) and "
+                       "draws the figures (plots/official/NAME/).")
+    p.add_argument("name", help="an entry of `official:` in params.yaml, e.g. coco448")
+    p.add_argument("--params", type=Path, default=Path("params.yaml"))
+
     p = sub.add_parser("metrics", help="Compute the evaluation metrics of a predictions file.",
                        description="Print method.md's metrics as JSON for an .npz holding "
                        "`scores` and `targets` (images x labels), optional `ignore` and "
@@ -184,6 +192,16 @@ def _cmd_import_official(args):
              summary["img_size"], summary["labels"], args.out)
 
 
+def _cmd_evaluate_official(args):
+    from salgl.config import dataset_params, load_params, official_params
+    from salgl.pipeline import run_evaluate_official
+
+    params = load_params(args.params)
+    cfg = official_params(params, args.name)
+    run_evaluate_official(args.name, cfg, dataset_params(params, cfg.dataset),
+                          progress=not args.quiet)
+
+
 def _cmd_metrics(args):
     import json
 
@@ -194,7 +212,8 @@ def _cmd_metrics(args):
 
 COMMANDS = {"prepare": _cmd_prepare, "embed": _cmd_embed, "train": _cmd_train,
             "evaluate": _cmd_evaluate, "plots": _cmd_plots, "predict": _cmd_predict,
-            "metrics": _cmd_metrics, "import-official": _cmd_import_official}
+            "metrics": _cmd_metrics, "import-official": _cmd_import_official,
+            "evaluate-official": _cmd_evaluate_official}
 
 
 def one_line(error: BaseException) -> str:

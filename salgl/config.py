@@ -150,6 +150,28 @@ class PlotsConfig:
                 raise SalglError(f"{where}.label_groups.{group}: expected a list of label names")
 
 
+@dataclass(frozen=True)
+class OfficialConfig:
+    """One released experiment folder to import and evaluate (``official.<name>``)."""
+
+    dir: str = _f("", doc="experiment folder with config.yaml and checkpoints/")
+    dataset: str = _f("mscoco", choices=DATASETS, doc="prepared dataset to evaluate on")
+    labels: str | None = _f(None, doc="labels file; null = the prepared dataset's labels.txt")
+    threshold: float = _f(0.5, lo=0.0, hi=1.0)
+    batch_size: int = _f(64, lo=1)
+
+    def check(self, where: str) -> None:
+        if not self.dir:
+            raise SalglError(f"{where}.dir: required (the released experiment folder)")
+
+
+def official_params(params: Mapping, name: str) -> OfficialConfig:
+    group = params.get("official") or {}
+    if not isinstance(group, Mapping) or name not in group:
+        raise SalglError(f"official.{name}: no such entry in params.yaml")
+    return parse(OfficialConfig, group[name], f"official.{name}")
+
+
 # ----------------------------------------------------------------------------- parsing
 
 

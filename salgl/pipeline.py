@@ -161,3 +161,31 @@ def run_plots(params: DatasetParams, model: Path | None = None, prepared: Path |
     write_json(scene_match or paths.scene_match, scene_summary)
     log.info("%s: %d figures in %s", params.name, len(summary["figures"]), out or paths.figures)
     return summary
+
+
+def run_evaluate_official(name: str, cfg, params: DatasetParams, progress: bool = True) -> dict:
+    """Import a released experiment, evaluate it on its prepared dataset, draw its figures."""
+    from salgl.checkpoint import load_model
+    from salgl.data.prepared import load_prepared
+    from salgl.evaluate import evaluate_model, write_evaluation
+    from salgl.official import import_official
+    from salgl.plots import make_all_plots
+
+    paths = DatasetPaths(params.name)
+    model_path = Path("models/official") / f"{name}.safetensors"
+    labels = Path(cfg.labels) if cfg.labels else paths.prepared / "labels.txt"
+    import_official(cfg.dir, labels, model_path)
+    data = load_prepared(paths.prepared)
+    ev = evaluate_model(model_path, data, cfg.threshold, cfg.batch_size, "auto", progress)
+    eval_dir = Path("plots/official") / name
+    predictions = Path("data/predictions/official") / f"{name}.npz"
+    write_evaluation(ev, Path("metrics/official") / f"{name}.json", eval_dir / "eval",
+                     predictions)
+    model, _ = load_model(model_path)
+    make_all_plots(predictions, eval_dir / "eval" / "per_label_ap.csv",
+                   model.cooccurrence.numpy(), None, eval_dir / "figures",
+                   pr_labels=params.plots.pr_labels, cloud_words=params.plots.cloud_words,
+                   groups=params.plots.label_groups, top_labels=params.plots.top_labels,
+                   where=f"plots.{params.name}.label_groups")
+    log.info("official %s on %s: mAP %.4f", name, params.name, ev.metrics["mAP"])
+    return ev.metrics

@@ -201,3 +201,68 @@ def test_bad_input_is_named_and_writes_nothing(tmp_path: Path, small_state, case
     with pytest.raises(SalglError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
         import_official(exp, labels_file(tmp_path / "l.txt", n_labels), out)
     assert not out.exists()
+
+
+def to_released_format(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our key names -> the authors' (the inverse of the import), prefixed 'module.'."""
+    from salgl.official import ENCODER_PREFIX, FUSED, HEAD_NAMES
+
+    inverse = {ours: theirs for theirs, ours in HEAD_NAMES.items()}
+    out = {}
+    for key, value in state.items():
+        if key.startswith("backbone."):
+            out[key] = value
+        elif key.startswith(ENCODER_PREFIX[1]):
+            out[ENCODER_PREFIX[0] + key[len(ENCODER_PREFIX[1]):]] = value
+        elif key in inverse:
+            out[inverse[key]] = value
+    for ours, parts in FUSED.items():
+        for suffix in ("weight", "bias"):
+            for name, chunk in zip(parts, state[f"{ours}.{suffix}"].chunk(len(parts)),
+                                   strict=True):
+                out[f"{name}.{suffix}"] = chunk.clone()
+    return {f"module.{k}": v for k, v in out.items()}
+
+
+def test_import_evaluate_and_figures_end_to_end(tmp_path: Path) -> None:
+    import json
+
+    import yaml
+    from test_cli import salgl
+
+    from salgl.model.salgl import SALGL, SalglConfig
+
+    from conftest import LABELS
+    from fakes import make_prepared
+
+    torch.manual_seed(0)
+    config = SalglConfig(backbone="resnet10t", num_classes=len(LABELS), img_size=32, embed_dim=5,
+                         num_scenes=3, attention_dim=16, encoder_ffn=32)
+    model = SALGL(config, torch.randn(len(LABELS), 5))
+    model.cooccurrence.copy_(fake_memory(3, len(LABELS)))
+    exp = write_experiment(tmp_path / "exp", released_config(
+        backbone="resnet10t", img_size=32, num_classes=len(LABELS), num_scenes=3),
+        to_released_format(model.state_dict()))
+    make_prepared(tmp_path / "data" / "prepared" / "fashion_scenes", LABELS)
+    params = {"datasets": ["fashion_scenes"],
+              "official": {"tiny": {"dir": str(exp), "dataset": "fashion_scenes"}},
+              "plots": {"fashion_scenes": {"label_groups": {"pets": ["cat", "dog"]}}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    result = salgl("evaluate-official", "tiny", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "metrics" / "official" / "tiny.json").read_text())
+    assert metrics["num_labels"] == len(LABELS) and 0 <= metrics["mAP"] <= 1
+    imported, _ = load_model(tmp_path / "models" / "official" / "tiny.safetensors")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(imported(x)["logits"], model.eval()(x)["logits"], atol=1e-5)
+    figures = tmp_path / "plots" / "official" / "tiny" / "figures"
+    for name in ("group_pets.png", "scene_top_labels.png", "scene_2_cloud.png",
+                 "scene_0_cooccurrence.png", "pr_curves.png"):
+        assert (figures / name).is_file(), name
+
+
+def fake_memory(scenes: int, labels: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(5)
+    y = (torch.rand(scenes, 40, labels, generator=gen) < 0.3).float()
+    return torch.einsum("sbi,sbj->sij", y, y)
