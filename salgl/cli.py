@@ -111,6 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="an entry of `official:` in params.yaml, e.g. coco448")
     p.add_argument("--params", type=Path, default=Path("params.yaml"))
 
+    p = sub.add_parser("export", help="Export a model as ONNX (dynamic batch).",
+                       description="Write an ONNX graph from normalised images (batch, 3, S, S) "
+                       "to sigmoid scores and scene probabilities; label names and input "
+                       "normalisation go into the ONNX metadata (salgl.labels, "
+                       "salgl.normalization). Needs the onnx extra.")
+    p.add_argument("model", type=Path)
+    p.add_argument("--onnx", type=Path, required=True, metavar="OUT.onnx")
+    p.add_argument("--opset", type=int, default=18)
+
     p = sub.add_parser("metrics", help="Compute the evaluation metrics of a predictions file.",
                        description="Print method.md's metrics as JSON for an .npz holding "
                        "`scores` and `targets` (images x labels), optional `ignore` and "
@@ -202,6 +211,14 @@ def _cmd_evaluate_official(args):
                           progress=not args.quiet)
 
 
+def _cmd_export(args):
+    from salgl.export import export_onnx
+
+    summary = export_onnx(args.model, args.onnx, args.opset)
+    log.info("exported %s (%d labels, %d px, dynamic batch) -> %s", args.model,
+             summary["labels"], summary["img_size"], args.onnx)
+
+
 def _cmd_metrics(args):
     import json
 
@@ -213,7 +230,7 @@ def _cmd_metrics(args):
 COMMANDS = {"prepare": _cmd_prepare, "embed": _cmd_embed, "train": _cmd_train,
             "evaluate": _cmd_evaluate, "plots": _cmd_plots, "predict": _cmd_predict,
             "metrics": _cmd_metrics, "import-official": _cmd_import_official,
-            "evaluate-official": _cmd_evaluate_official}
+            "evaluate-official": _cmd_evaluate_official, "export": _cmd_export}
 
 
 def one_line(error: BaseException) -> str:

@@ -37,6 +37,11 @@ from salgl.model.salgl import SALGL, SalglConfig
 log = logging.getLogger(__name__)
 
 STATE_FILE = "last.safetensors"
+STATE_NOTE = """Resume state of the train stage. While training runs, last.safetensors here holds
+everything needed to continue from the last finished epoch (it is removed when training ends
+and is never committed or pushed). This note keeps the folder, a DVC output, present in every
+clone, so `dvc status` stays clean after `dvc pull`.
+"""
 
 
 @dataclass
@@ -199,6 +204,13 @@ class Trainer:
             tensors.update(checkpoint.prefixed(self.best_state, "best"))
         return tensors
 
+    def _ensure_state_dir(self) -> None:
+        from salgl.atomic import write_text
+
+        note = self.state_dir / "README.txt"
+        if not note.is_file() or note.read_text(encoding="utf-8") != STATE_NOTE:
+            write_text(note, STATE_NOTE)
+
     def save_state(self, epoch: int) -> None:
         _, opt_structure = checkpoint.flatten_optimizer(self.optimizer.state_dict())
         meta = {"fingerprint": self.fingerprint, "epoch": epoch, "best_map": self.best_map,
@@ -268,6 +280,7 @@ class Trainer:
     def run(self) -> TrainResult:
         from salgl.logging_live import open_live
 
+        self._ensure_state_dir()
         resumed = self.try_resume()
         live = open_live(self.live_dir, resume=resumed) if self.live_dir else None
         cfg = self.cfg

@@ -26,6 +26,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
         .venv/bin/pip install -q ${SALGL_TORCH:-torch==2.14.1 torchvision==0.29.1}
     fi
     echo "setup: installing salgl and its dependencies" >&2
-    .venv/bin/pip install -q -e ".[dev]"
+    .venv/bin/pip install -q -e ".[dev,onnx]"
     touch "$stamp"
 fi

@@ -56,17 +56,22 @@ def tiny_params(source: Path) -> dict:
     }
 
 
-@pytest.mark.slow
-def test_dvc_repro_end_to_end(tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    repo.mkdir()
+def build_tiny_repo(repo: Path, fmnist: Path) -> dict:
+    """A copy of this repository with tiny params, committed once (DVCLive needs a commit)."""
+    repo.mkdir(parents=True)
     copy_repository(repo)
-    params = tiny_params(make_source(tmp_path / "fmnist", n_train=60, n_test=30))
+    params = tiny_params(make_source(fmnist, n_train=60, n_test=30))
     (repo / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     run(["git", "init", "-q"], repo)
     run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "tiny"], repo)  # DVCLive needs a commit to compare against
+    run(["git", "commit", "-qm", "tiny"], repo)
+    return params
 
+
+@pytest.mark.slow
+def test_dvc_repro_end_to_end(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    params = build_tiny_repo(repo, tmp_path / "fmnist")
     first = run(["dvc", "repro"], repo)
     for stage in ("prepare", "embed", "train", "evaluate", "plots"):
         assert f"Running stage '{stage}@fashion_scenes'" in first.stdout

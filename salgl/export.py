@@ -1,0 +1,59 @@
+"""``salgl export``: the model as an ONNX graph with a dynamic batch, runnable without salgl.
+
+The graph maps normalised images (batch, 3, S, S) to sigmoid ``scores`` (batch, labels) and
+``scene_probs`` (batch, scenes). Label names and the input normalisation travel in the ONNX
+metadata, so a consumer needs nothing but the file.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from salgl.atomic import atomic_path
+from salgl.checkpoint import load_model
+from salgl.errors import SalglError
+
+
+class ScoresAndScenes(nn.Module):
+    """The inference view of SALGL: probabilities instead of the training outputs dict."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(images)
+        return torch.sigmoid(out["logits"]), out["scene_probs"]
+
+
+def export_onnx(model_path: str | Path, out: str | Path, opset: int = 18) -> dict:
+    try:
+        import onnx
+    except ImportError:
+        raise SalglError("ONNX export needs the onnx extra: pip install 'salgl[onnx]'") from None
+    model, info = load_model(model_path)
+    wrapper = ScoresAndScenes(model).eval()
+    size = info.config.img_size
+    example = torch.zeros(2, 3, size, size)
+    axes = {"images": {0: "batch"}, "scores": {0: "batch"}, "scene_probs": {0: "batch"}}
+    meta = {"labels": json.dumps(info.labels), "normalization": json.dumps(info.normalization),
+            "img_size": str(size), "source": str(model_path)}
+    with atomic_path(out) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(wrapper, (example,), str(tmp), input_names=["images"],
+                              output_names=["scores", "scene_probs"], dynamic_axes=axes,
+                              opset_version=opset, dynamo=True, verbose=False,
+                              external_data=False)
+        except Exception as exc:
+            raise SalglError(f"{model_path}: ONNX export failed ({exc})") from None
+        graph = onnx.load(str(tmp))
+        for key, value in meta.items():
+            graph.metadata_props.add(key=f"salgl.{key}", value=value)
+        onnx.save(graph, str(tmp))
+    return {"labels": len(info.labels), "img_size": size}
