@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="model file (default models/DATASET/model.safetensors)")
     p.add_argument("--state", type=Path, help="resume-state folder (default state/DATASET)")
     p.add_argument("--live", type=Path, help="DVCLive folder (default dvclive/DATASET)")
+    p.add_argument("--processes", type=int, default=1, metavar="N",
+                   help="processes on this node (one per GPU): N > 1 re-runs this command "
+                   "under torchrun with DistributedDataParallel (params.yaml: nproc)")
 
     p = _dataset_command(sub, "evaluate", "Score a model on the test split: metrics JSON, "
                          "per-label AP table, saved predictions.")
@@ -167,8 +170,14 @@ def _cmd_embed(args):
 
 
 def _cmd_train(args):
+    from salgl.distributed import check_launch, relaunch, under_torchrun
     from salgl.pipeline import run_train
 
+    if args.processes != 1 and not under_torchrun():
+        params = _dataset_params(args, "train")
+        check_launch(args.processes, params.train.batch_size, params.train.device,
+                     f"train.{args.dataset}.batch_size")
+        relaunch(args.processes, sys.argv)
     run_train(_dataset_params(args, "train"), args.prepared, args.embeddings, args.out,
               args.state, args.live, progress=not args.quiet)
 

@@ -47,10 +47,20 @@ class SalglCriterion(nn.Module):
         super().__init__()
         self.asl = dict(gamma_neg=gamma_neg, gamma_pos=gamma_pos, clip=clip, eps=eps)
         self.weights = {"asl": 1.0, "scene_sample": scene_weight, "scene_batch": scene_weight}
+        # With several processes: gathers scene probabilities over ranks (the batch term is a
+        # function of the whole global batch) and the number of ranks DDP averages over.
+        self.gather = None
+        self.world = 1
 
     def forward(self, outputs: dict[str, torch.Tensor], targets: torch.Tensor
                 ) -> dict[str, torch.Tensor]:
         terms = {"asl": asymmetric_loss(outputs["logits"], targets, **self.asl)}
-        terms.update(scene_regularisers(outputs["scene_probs"]))
+        probs = outputs["scene_probs"]
+        terms.update(scene_regularisers(probs))
+        if self.gather is not None and self.world > 1:
+            batch = scene_regularisers(self.gather(probs))["scene_batch"]
+            # Only this rank's rows carry gradient and DDP averages over ranks: scale the
+            # gradient (not the value) by the world size so the sum equals one process's.
+            terms["scene_batch"] = batch * self.world - batch.detach() * (self.world - 1)
         terms["total"] = sum(self.weights[k] * v for k, v in terms.items())
         return terms

@@ -7,6 +7,7 @@ and by ``dvc repro`` behave the same. Default locations follow architecture.md.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,8 +112,9 @@ def run_train(params: DatasetParams, prepared: Path | None = None, embeddings: P
     result = train(params.name, params.train, data, embeddings or paths.embeddings,
                    model_out or paths.model, state or paths.state,
                    live if live is not None else paths.live, progress)
-    log.info("trained %s: best test mAP %.4f at epoch %d -> %s", params.name, result.best_map,
-             result.best_epoch + 1, model_out or paths.model)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        log.info("trained %s: best test mAP %.4f at epoch %d -> %s", params.name,
+                 result.best_map, result.best_epoch + 1, model_out or paths.model)
     return result
 
 

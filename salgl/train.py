@@ -8,6 +8,7 @@ from (seed, epoch), so a resumed run sees the same batches as an uninterrupted o
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -28,6 +29,13 @@ from salgl.data.dataset import (
     normalization_stats,
 )
 from salgl.data.prepared import PreparedDataset
+from salgl.distributed import (
+    DistInfo,
+    broadcast_state,
+    gather_rows,
+    gather_scene_batch,
+    init_from_env,
+)
 from salgl.ema import ModelEma
 from salgl.errors import SalglError
 from salgl.losses import SalglCriterion
@@ -132,18 +140,38 @@ def predict_scores(model: torch.nn.Module, loader: DataLoader, device: torch.dev
                    amp: bool = False, progress: bool = False, desc: str = "predict"
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Sigmoid scores (N, C) and scene probabilities (N, S) in dataset order."""
+
+    scores, scenes, _ = predict_with_indices(model, loader, device, amp, progress, desc)
+    return scores.numpy(), scenes.numpy()
+
+
+@torch.no_grad()
+def predict_with_indices(model: torch.nn.Module, loader: DataLoader, device: torch.device,
+                         amp: bool = False, progress: bool = False, desc: str = "predict"
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     from tqdm import tqdm
 
     model.eval()
-    scores, scenes = [], []
+    scores, scenes, indices = [], [], []
     use_amp = amp and device.type == "cuda"
-    for images, _, _ in tqdm(loader, desc=desc, disable=not progress, leave=False):
+    for images, _, index in tqdm(loader, desc=desc, disable=not progress, leave=False):
         images = images.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=use_amp):
             out = model(images)
-        scores.append(torch.sigmoid(out["logits"].float()).cpu())
-        scenes.append(out["scene_probs"].float().cpu())
-    return torch.cat(scores).numpy(), torch.cat(scenes).numpy()
+        scores.append(torch.sigmoid(out["logits"].float()))
+        scenes.append(out["scene_probs"].float())
+        indices.append(torch.as_tensor(index, device=images.device))
+    return torch.cat(scores).cpu(), torch.cat(scenes).cpu(), torch.cat(indices).cpu()
+
+
+def gather_predictions(scores: torch.Tensor, indices: torch.Tensor, total: int,
+                       device: torch.device) -> torch.Tensor:
+    """Every rank's shard of the test set, back in dataset order (sampler padding dropped)."""
+    all_scores = gather_rows(scores.to(device)).cpu()
+    all_indices = gather_rows(indices.to(device)).cpu()
+    ordered = torch.empty(total, scores.shape[1], dtype=scores.dtype)
+    ordered[all_indices] = all_scores
+    return ordered
 
 
 def mean_ap(scores: np.ndarray, targets: np.ndarray, ignore: np.ndarray | None) -> float:
@@ -159,8 +187,14 @@ class Trainer:
         self.name, self.cfg, self.data = name, cfg, data
         self.key = f"train.{name}"
         self.model_out, self.state_dir, self.live_dir = model_out, state_dir, live_dir
-        self.progress = progress
+        self.dist: DistInfo = init_from_env(cfg.device)
+        self.progress = progress and self.dist.main
         self.device = select_device(cfg.device)
+        if self.device.type == "cuda" and self.dist.enabled:
+            self.device = torch.device("cuda", self.dist.local_rank)
+        if cfg.batch_size % self.dist.world:
+            raise SalglError(f"{self.key}.batch_size: the global batch {cfg.batch_size} is not "
+                             f"divisible by the {self.dist.world} processes")
         check_images_exist(data.train.paths, data.root / "train.tsv")
         check_images_exist(data.test.paths, data.root / "test.tsv")
         self.vectors, self.embed_info = load_label_vectors(embed_dir, data.labels)
@@ -169,6 +203,15 @@ class Trainer:
         self.model = build_model(cfg, data.labels, self.vectors, self.embed_info,
                                  self.key).to(self.device)
         self.criterion = SalglCriterion(cfg.gamma_neg, cfg.gamma_pos, cfg.clip, cfg.scene_weight)
+        self.forward_model: torch.nn.Module = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.model.gather = gather_scene_batch
+            self.criterion.gather = gather_rows
+            self.criterion.world = self.dist.world
+            ids = [self.dist.local_rank] if self.device.type == "cuda" else None
+            self.forward_model = DistributedDataParallel(self.model, device_ids=ids)
         self.optimizer = make_optimizer(self.model, cfg, self.device)
         self.train_loader = self._loader(train=True)
         self.test_loader = self._loader(train=False)
@@ -176,7 +219,9 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
             self.optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * self.steps_per_epoch,
             pct_start=cfg.warmup)
-        self.ema = ModelEma(self.model, cfg.ema_decay, cfg.comat_ema)
+        # EMA lives on rank 0; other ranks receive its weights for the sharded evaluation.
+        self.ema = ModelEma(self.model, cfg.ema_decay, cfg.comat_ema) if self.dist.main else None
+        self.eval_model = self.ema.module if self.ema is not None else copy.deepcopy(self.model)
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_map, self.best_epoch, self.stale, self.start_epoch = -1.0, -1, 0, 0
 
@@ -187,12 +232,19 @@ class Trainer:
                                     cutout=cfg.cutout, randaugment=cfg.randaugment)
         workers = default_workers(self.device) if cfg.num_workers is None else cfg.num_workers
         self._generator = getattr(self, "_generator", torch.Generator())
+        dataset = MultiLabelImages(split.paths, split.targets, transform)
+        batch = cfg.batch_size // self.dist.world
+        sampler = None
+        if self.dist.enabled:
+            from torch.utils.data import DistributedSampler
+
+            sampler = DistributedSampler(dataset, self.dist.world, self.dist.rank, shuffle=train,
+                                         seed=cfg.seed, drop_last=train)
         return DataLoader(
-            MultiLabelImages(split.paths, split.targets, transform),
-            batch_size=cfg.batch_size, shuffle=train,
+            dataset, batch_size=batch, shuffle=train and sampler is None, sampler=sampler,
             drop_last=train and len(split) > cfg.batch_size,
             num_workers=workers, pin_memory=self.device.type == "cuda",
-            generator=self._generator if train else None,
+            generator=self._generator if train and sampler is None else None,
             persistent_workers=False)
 
     # -- resume
@@ -200,6 +252,7 @@ class Trainer:
         opt_tensors, _ = checkpoint.flatten_optimizer(self.optimizer.state_dict())
         tensors = {**checkpoint.prefixed(self.model.state_dict(), "model"),
                    **checkpoint.prefixed(self.ema.state_dict(), "ema"), **opt_tensors}
+        # (only rank 0 saves, and rank 0 holds the EMA)
         if self.best_state is not None:
             tensors.update(checkpoint.prefixed(self.best_state, "best"))
         return tensors
@@ -212,6 +265,8 @@ class Trainer:
             write_text(note, STATE_NOTE)
 
     def save_state(self, epoch: int) -> None:
+        if not self.dist.main:
+            return
         _, opt_structure = checkpoint.flatten_optimizer(self.optimizer.state_dict())
         meta = {"fingerprint": self.fingerprint, "epoch": epoch, "best_map": self.best_map,
                 "best_epoch": self.best_epoch, "stale": self.stale,
@@ -227,7 +282,8 @@ class Trainer:
             log.info("resume state belongs to other settings or data; starting fresh")
             return False
         self.model.load_state_dict(checkpoint.unprefixed(tensors, "model"))
-        self.ema.load_state_dict(checkpoint.unprefixed(tensors, "ema"))
+        if self.ema is not None:
+            self.ema.load_state_dict(checkpoint.unprefixed(tensors, "ema"))
         best = checkpoint.unprefixed(tensors, "best")
         self.best_state = best or None
         self.optimizer.load_state_dict(checkpoint.unflatten_optimizer(
@@ -236,8 +292,9 @@ class Trainer:
         self.scheduler.load_state_dict(meta["scheduler"])
         self.best_map, self.best_epoch = meta["best_map"], meta["best_epoch"]
         self.stale, self.start_epoch = meta["stale"], meta["epoch"] + 1
-        log.info("resuming %s from epoch %d (best test mAP %.4f at epoch %d)", self.name,
-                 self.start_epoch + 1, self.best_map, self.best_epoch + 1)
+        if self.dist.main:
+            log.info("resuming %s from epoch %d (best test mAP %.4f at epoch %d)", self.name,
+                     self.start_epoch + 1, self.best_map, self.best_epoch + 1)
         return True
 
     # -- loop
@@ -259,49 +316,62 @@ class Trainer:
             images = images.to(device, non_blocking=True)
             targets = targets.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                outputs = self.model(images, targets)
+                outputs = self.forward_model(images, targets)
                 losses = self.criterion(outputs, targets)
             self.optimizer.zero_grad(set_to_none=True)
             scaler.scale(losses["total"]).backward()
             scaler.step(self.optimizer)
             scaler.update()
             self.scheduler.step()
-            self.ema.update(self.model)
+            if self.ema is not None:
+                self.ema.update(self.model)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0) + v.detach()
         n = max(self.steps_per_epoch, 1)
         return {k: float(v) / n for k, v in sums.items()}
 
     def evaluate_ema(self) -> float:
-        scores, _ = predict_scores(self.ema.module, self.test_loader, self.device, self.cfg.amp,
-                                   self.progress, desc=f"{self.name} test")
-        return mean_ap(scores, self.data.test.targets, self.data.ignore)
+        """Test mAP of the EMA weights; with several processes each scores a shard."""
+        if self.dist.enabled:
+            broadcast_state(self.eval_model)
+        scores, _, indices = predict_with_indices(self.eval_model, self.test_loader, self.device,
+                                                  self.cfg.amp, self.progress,
+                                                  desc=f"{self.name} test")
+        if self.dist.enabled:
+            scores = gather_predictions(scores, indices, len(self.data.test), self.device)
+        return mean_ap(scores.numpy(), self.data.test.targets, self.data.ignore)
 
     def run(self) -> TrainResult:
         from salgl.logging_live import open_live
 
-        self._ensure_state_dir()
+        if self.dist.main:
+            self._ensure_state_dir()
+        self._barrier()
         resumed = self.try_resume()
-        live = open_live(self.live_dir, resume=resumed) if self.live_dir else None
+        live = (open_live(self.live_dir, resume=resumed)
+                if self.live_dir and self.dist.main else None)
         cfg = self.cfg
         epoch = self.start_epoch - 1
         try:
             for epoch in range(self.start_epoch, cfg.epochs):
                 torch.manual_seed(cfg.seed * 100003 + epoch)
                 self._generator.manual_seed(cfg.seed * 100003 + epoch)
+                if self.dist.enabled:
+                    self.train_loader.sampler.set_epoch(epoch)
                 losses = self.train_epoch(epoch)
                 test_map = self.evaluate_ema()
                 improved = test_map > self.best_map
                 if improved:
                     self.best_map, self.best_epoch, self.stale = test_map, epoch, 0
                     self.best_state = {k: v.detach().clone()
-                                       for k, v in self.ema.state_dict().items()}
+                                       for k, v in self.eval_model.state_dict().items()}
                 else:
                     self.stale += 1
                 lr = self.scheduler.get_last_lr()[0]
-                log.info("%s epoch %d/%d: loss %.3f (asl %.3f) lr %.2e test mAP %.4f%s",
-                         self.name, epoch + 1, cfg.epochs, losses["total"], losses["asl"], lr,
-                         test_map, " (best)" if improved else "")
+                say = log.info if self.dist.main else log.debug
+                say("%s epoch %d/%d: loss %.3f (asl %.3f) lr %.2e test mAP %.4f%s", self.name,
+                    epoch + 1, cfg.epochs, losses["total"], losses["asl"], lr, test_map,
+                    " (best)" if improved else "")
                 if live is not None:
                     for k, v in losses.items():
                         live.log_metric(f"train/loss_{k}", v)
@@ -311,18 +381,28 @@ class Trainer:
                     live.next_step()
                 stop = self.stale >= cfg.patience
                 self.save_state(epoch)
+                self._barrier()
                 if stop:
-                    log.info("%s: no better test mAP for %d epochs, stopping early", self.name,
-                             cfg.patience)
+                    if self.dist.main:
+                        log.info("%s: no better test mAP for %d epochs, stopping early",
+                                 self.name, cfg.patience)
                     break
         finally:
             if live is not None:
                 live.end()
-        self.save_model()
+        if self.dist.main:
+            self.save_model()
+        self._barrier()
         return TrainResult(self.best_map, self.best_epoch, epoch + 1, self.start_epoch)
 
+    def _barrier(self) -> None:
+        if self.dist.enabled:
+            import torch.distributed as dist
+
+            dist.barrier()
+
     def save_model(self) -> None:
-        model = self.ema.module
+        model = self.eval_model
         if self.best_state is not None:
             model.load_state_dict(self.best_state)
         mean, std = normalization_stats(self.cfg.normalization)

@@ -44,6 +44,7 @@ def tiny_params(source: Path) -> dict:
     return {
         "datasets": ["fashion_scenes"],
         "official": {},
+        "nproc": 1,
         "prepare": {"fashion_scenes": {"source": str(source), "image_size": 32,
                                        "train_images": 48, "test_images": 24, "seed": 0}},
         "embed": {"fashion_scenes": {"source": "cooccurrence", "dim": 8, "epochs": 30}},

@@ -1,0 +1,128 @@
+"""One SALGL training step (forward + loss + backward + optimiser step), timed.
+
+  --impl reference   the released formulation, written naively (benchmarks/reference_salgl.py),
+                     fp32, plain AdamW
+  --impl ours        salgl's model in fp32, foreach AdamW (fused on CUDA)
+  --impl ours-amp    as ours, with bf16 autocast (CPU) or bf16/fp16 autocast + channels_last
+  --impl backbone    the backbone alone: the floor any head adds to
+
+Run one implementation per process, so peak memory is its own:
+  python benchmarks/train_step.py --impl ours --backbone resnet50 --img-size 224 --batch 8 \\
+      --classes 80 --scenes 6 --device cpu --repeat 5 --json
+With --json the last stdout line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from reference_salgl import ReferenceSALGL  # noqa: E402
+
+from salgl.losses import SalglCriterion, asymmetric_loss, scene_regularisers  # noqa: E402
+from salgl.model.salgl import SALGL, SalglConfig  # noqa: E402
+
+
+def build(impl: str, args: argparse.Namespace, device: torch.device):
+    """(model, optimiser, step function) for one implementation."""
+    embed_dim = 300
+    if impl == "reference":
+        model = ReferenceSALGL(args.backbone, args.classes, args.scenes, embed_dim).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=False)
+
+        def loss_of(images, targets):
+            logits, scene_probs = model(images, targets)
+            reg = scene_regularisers(scene_probs)
+            return asymmetric_loss(logits, targets) + reg["scene_sample"] + reg["scene_batch"]
+
+        return model, opt, loss_of
+    if impl == "backbone":
+        import timm
+
+        model = timm.create_model(args.backbone, num_classes=0, global_pool="").to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
+        return model, opt, lambda images, targets: model.forward_features(images).mean()
+    config = SalglConfig(backbone=args.backbone, num_classes=args.classes, img_size=args.img_size,
+                         embed_dim=embed_dim, num_scenes=args.scenes)
+    model = SALGL(config, torch.randn(args.classes, embed_dim)).to(device)
+    fused = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, **fused)
+    criterion = SalglCriterion()
+    amp = impl == "ours-amp"
+    dtype = torch.bfloat16
+    if amp and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+        if not torch.cuda.is_bf16_supported():
+            dtype = torch.float16
+
+    def loss_of(images, targets):
+        with torch.autocast(device.type, dtype=dtype, enabled=amp):
+            return criterion(model(images, targets), targets)["total"]
+
+    return model, opt, loss_of
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--impl", required=True,
+                        choices=("reference", "ours", "ours-amp", "backbone"))
+    parser.add_argument("--backbone", default="resnet50")
+    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--classes", type=int, default=80)
+    parser.add_argument("--scenes", type=int, default=6)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model, opt, loss_of = build(args.impl, args, device)
+    model.train()
+    gen = torch.Generator().manual_seed(1)
+    images = torch.randn(args.batch, 3, args.img_size, args.img_size, generator=gen).to(device)
+    if args.impl == "ours-amp" and device.type == "cuda":
+        images = images.to(memory_format=torch.channels_last)
+    targets = (torch.rand(args.batch, args.classes, generator=gen) < 0.1).float().to(device)
+    times = []
+    for step in range(args.warmup + args.repeat):
+        sync(device)
+        start = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss_of(images, targets).backward()
+        opt.step()
+        sync(device)
+        if step >= args.warmup:
+            times.append(time.perf_counter() - start)
+    result = {"impl": args.impl, "backbone": args.backbone, "img_size": args.img_size,
+              "batch": args.batch, "classes": args.classes, "scenes": args.scenes,
+              "device": args.device, "repeat": args.repeat,
+              "step_s_median": round(statistics.median(times), 4),
+              "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        result["peak_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        result["gpu"] = torch.cuda.get_device_name()
+    else:
+        result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(json.dumps(result) if args.json else
+          f"{args.impl}: {result['step_s_median']:.3f} s/step (median of {args.repeat})")
+
+
+if __name__ == "__main__":
+    main()
