@@ -2,7 +2,7 @@
 
   --impl reference   the released formulation, written naively (benchmarks/reference_salgl.py),
                      fp32, plain AdamW
-  --impl ours        salgl's model in fp32, foreach AdamW (fused on CUDA)
+  --impl ours        salgl's model in fp32, fused AdamW
   --impl ours-amp    as ours, with bf16 autocast (CPU) or bf16/fp16 autocast + channels_last
   --impl backbone    the backbone alone: the floor any head adds to
 
@@ -54,8 +54,7 @@ def build(impl: str, args: argparse.Namespace, device: torch.device):
     config = SalglConfig(backbone=args.backbone, num_classes=args.classes, img_size=args.img_size,
                          embed_dim=embed_dim, num_scenes=args.scenes)
     model = SALGL(config, torch.randn(args.classes, embed_dim)).to(device)
-    fused = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, **fused)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     criterion = SalglCriterion()
     amp = impl == "ours-amp"
     dtype = torch.bfloat16
@@ -90,10 +89,23 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--allocator", choices=("auto", "default", "keep"), default="auto",
+                        help="auto: what each implementation does (salgl keeps freed memory "
+                        "on CPU, the reference does not); default/keep force one for both")
+    parser.add_argument("--grad-checkpointing", action="store_true",
+                        help="recompute the backbone's activations in backward (less memory)")
     args = parser.parse_args()
+    keep = args.allocator == "keep" or (args.allocator == "auto" and args.impl != "reference")
+    if keep and args.device == "cpu":
+        from salgl.runtime import keep_freed_memory
+
+        keep = keep_freed_memory()
     device = torch.device(args.device)
     torch.manual_seed(0)
     model, opt, loss_of = build(args.impl, args, device)
+    if args.grad_checkpointing:
+        backbone = model.backbone if hasattr(model, "backbone") else model
+        backbone.set_grad_checkpointing(True)
     model.train()
     gen = torch.Generator().manual_seed(1)
     images = torch.randn(args.batch, 3, args.img_size, args.img_size, generator=gen).to(device)
@@ -114,7 +126,8 @@ def main() -> None:
               "batch": args.batch, "classes": args.classes, "scenes": args.scenes,
               "device": args.device, "repeat": args.repeat,
               "step_s_median": round(statistics.median(times), 4),
-              "threads": torch.get_num_threads()}
+              "threads": torch.get_num_threads(), "allocator_keeps_memory": bool(keep),
+              "grad_checkpointing": args.grad_checkpointing}
     if device.type == "cuda":
         result["peak_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         result["gpu"] = torch.cuda.get_device_name()

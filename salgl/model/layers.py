@@ -54,6 +54,48 @@ class ContextEncoderLayer(nn.Module):
         return self.norm2(tokens + self.dropout2(hidden))
 
 
+CHUNK_ELEMENTS = 1 << 22  # ~16 MB of fp32 per label chunk of the (B, C, N, A) product
+
+
+class CollapsedScore(torch.autograd.Function):
+    """score[b, c, n] = sum_a w[a] tanh(u[b, n, a] v[c, a]), a few labels at a time.
+
+    The (B, C, N, A) tensor is never stored: forward keeps only u, v, w and backward
+    recomputes each label chunk's tanh. That bounds memory by one chunk and keeps the
+    working set in cache, at the price of a second tanh.
+    """
+
+    @staticmethod
+    def _chunk(u: torch.Tensor) -> int:
+        b, n, a = u.shape
+        return max(1, CHUNK_ELEMENTS // max(1, b * n * a))
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, v: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(u, v, w)
+        step = CollapsedScore._chunk(u)
+        out = u.new_empty(u.shape[0], v.shape[0], u.shape[1])
+        for start in range(0, v.shape[0], step):
+            joint = torch.tanh(u[:, None] * v[None, start:start + step, None])
+            out[:, start:start + step] = joint @ w
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        u, v, w = ctx.saved_tensors
+        step = CollapsedScore._chunk(u)
+        du, dv, dw = torch.zeros_like(u), torch.empty_like(v), torch.zeros_like(w)
+        for start in range(0, v.shape[0], step):
+            chunk = v[start:start + step]
+            joint = torch.tanh(u[:, None] * chunk[None, :, None])            # (B, c, N, A)
+            g = grad[:, start:start + step]                                  # (B, c, N)
+            dw += torch.einsum("bcn,bcna->a", g, joint)
+            dz = g[..., None] * w * (1 - joint * joint)
+            du += torch.einsum("bcna,ca->bna", dz, chunk)
+            dv[start:start + step] = torch.einsum("bcna,bna->ca", dz, u)
+        return du, dv, dw
+
+
 class LabelAttention(nn.Module):
     """Low-rank bilinear attention from each label embedding over the visual tokens.
 
@@ -75,8 +117,8 @@ class LabelAttention(nn.Module):
         v = self.label_proj(labels)                       # (C, A)
         w = self.hidden.weight.t() @ self.score.weight[0]  # (A,)
         bias = self.score.weight[0] @ self.hidden.bias + self.score.bias[0]
-        joint = torch.tanh(u[:, None, :, :] * v[None, :, None, :])   # (B, C, N, A)
-        scores = joint @ w + bias                          # (B, C, N)
+        v, w = v.to(u.dtype), w.to(u.dtype)
+        scores = CollapsedScore.apply(u, v, w) + bias.to(u.dtype)   # (B, C, N)
         alpha = scores.softmax(dim=-1)
         return alpha @ tokens, alpha                       # (B, C, D), (B, C, N)
 
