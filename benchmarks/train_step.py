@@ -52,8 +52,10 @@ def build(impl: str, args: argparse.Namespace, device: torch.device):
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
         return model, opt, lambda images, targets: model.forward_features(images).mean()
     config = SalglConfig(backbone=args.backbone, num_classes=args.classes, img_size=args.img_size,
-                         embed_dim=embed_dim, num_scenes=args.scenes)
+                         embed_dim=embed_dim, num_scenes=args.scenes,
+                         backbone_stage=args.backbone_stage)
     model = SALGL(config, torch.randn(args.classes, embed_dim)).to(device)
+    forward = torch.compile(model) if args.compile else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     criterion = SalglCriterion()
     amp = impl == "ours-amp"
@@ -65,7 +67,7 @@ def build(impl: str, args: argparse.Namespace, device: torch.device):
 
     def loss_of(images, targets):
         with torch.autocast(device.type, dtype=dtype, enabled=amp):
-            return criterion(model(images, targets), targets)["total"]
+            return criterion(forward(images, targets), targets)["total"]
 
     return model, opt, loss_of
 
@@ -92,6 +94,10 @@ def main() -> None:
     parser.add_argument("--allocator", choices=("auto", "default", "keep"), default="auto",
                         help="auto: what each implementation does (salgl keeps freed memory "
                         "on CPU, the reference does not); default/keep force one for both")
+    parser.add_argument("--compile", action="store_true",
+                        help="ours/ours-amp: torch.compile the model (compile time excluded)")
+    parser.add_argument("--backbone-stage", type=int, default=None,
+                        help="ours/ours-amp/backbone: stop the backbone at this timm stage")
     parser.add_argument("--grad-checkpointing", action="store_true",
                         help="recompute the backbone's activations in backward (less memory)")
     args = parser.parse_args()
@@ -113,6 +119,7 @@ def main() -> None:
         images = images.to(memory_format=torch.channels_last)
     targets = (torch.rand(args.batch, args.classes, generator=gen) < 0.1).float().to(device)
     times = []
+    warmup_s = 0.0
     for step in range(args.warmup + args.repeat):
         sync(device)
         start = time.perf_counter()
@@ -122,12 +129,15 @@ def main() -> None:
         sync(device)
         if step >= args.warmup:
             times.append(time.perf_counter() - start)
+        else:
+            warmup_s += time.perf_counter() - start
     result = {"impl": args.impl, "backbone": args.backbone, "img_size": args.img_size,
               "batch": args.batch, "classes": args.classes, "scenes": args.scenes,
               "device": args.device, "repeat": args.repeat,
               "step_s_median": round(statistics.median(times), 4),
               "threads": torch.get_num_threads(), "allocator_keeps_memory": bool(keep),
-              "grad_checkpointing": args.grad_checkpointing}
+              "grad_checkpointing": args.grad_checkpointing, "compile": args.compile,
+              "warmup_s": round(warmup_s, 1)}
     if device.type == "cuda":
         result["peak_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         result["gpu"] = torch.cuda.get_device_name()

@@ -217,6 +217,8 @@ class Trainer:
             self.criterion.world = self.dist.world
             ids = [self.dist.local_rank] if self.device.type == "cuda" else None
             self.forward_model = DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.compile:
+            self.forward_model = torch.compile(self.forward_model)
         self.optimizer = make_optimizer(self.model, cfg, self.device)
         self.train_loader = self._loader(train=True)
         self.test_loader = self._loader(train=False)
