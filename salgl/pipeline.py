@@ -141,10 +141,19 @@ def run_plots(params: DatasetParams, model: Path | None = None, prepared: Path |
               live: Path | None = None, out: Path | None = None,
               scene_match: Path | None = None) -> dict:
     from salgl.checkpoint import load_model
-    from salgl.plots import make_all_plots
+    from salgl.plots import make_all_plots, model_figures
 
     paths = DatasetPaths(params.name)
-    model_obj, _ = load_model(model or paths.model)
+    model_obj, info = load_model(model or paths.model)
+    if model is not None and predictions is None and not paths.predictions.is_file():
+        # A model alone (an imported checkpoint, a pulled file): the figures of its memory.
+        target = out or paths.figures
+        figures = model_figures(model_obj.cooccurrence.numpy(), info.labels, target,
+                                params.plots.label_groups, params.plots.top_labels,
+                                params.plots.cloud_words, f"plots.{params.name}.label_groups")
+        log.info("%s: no predictions at %s, so only the %d figures of the model's scene "
+                 "memory, in %s", params.name, paths.predictions, len(figures), target)
+        return {"figures": [p.name for p in figures], "scene_match": None}
     scenes = (prepared or paths.prepared) / "scenes.tsv"
     summary = make_all_plots(
         predictions or paths.predictions, (eval_dir or paths.eval_dir) / "per_label_ap.csv",

@@ -160,3 +160,17 @@ def test_embed_refuses_a_duplicate_label(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "labels.txt:3: duplicate label 'cat'" in error_line(result)
     assert not (tmp_path / "emb").exists()
+
+
+def test_plots_of_a_model_file_alone(tiny_run: TinyRun, tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({
+        "datasets": ["fashion_scenes"],
+        "plots": {"fashion_scenes": {"label_groups": {"pets": ["cat", "dog"]}}}}),
+        encoding="utf-8")
+    result = salgl("plots", "fashion_scenes", "--params", str(tmp_path / "params.yaml"),
+                   "--model", str(tiny_run.model), "--out", str(tmp_path / "figs"),
+                   cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    names = {p.name for p in (tmp_path / "figs").iterdir()}
+    assert {"group_pets.png", "scene_top_labels.png", "scene_0_cloud.png",
+            "scene_1_cooccurrence.png"} <= names
