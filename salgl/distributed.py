@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 
 from salgl.errors import SalglError
+from salgl.runtime import cpu_cores
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,6 @@ class DistInfo:
 
 def under_torchrun() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
-
-
-def cpu_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def check_launch(nproc: int, batch_size: int, device: str, batch_key: str) -> None:

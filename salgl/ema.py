@@ -18,8 +18,14 @@ class ModelEma:
             p.requires_grad_(False)
         self.decay = decay
         self.average_cooccurrence = average_cooccurrence
+        self._source: nn.Module | None = None
+        self._averaged: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+        self._copied: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def _pairs(self, model: nn.Module):
+    def _pair(self, model: nn.Module) -> None:
+        """Match our tensors with the model's once: state-dict entries alias the live
+        parameters and buffers (loading copies into them in place), so the pairing stays
+        valid and the per-step update builds no state dicts."""
         own = self.module.state_dict()
         other = model.state_dict()
         averaged, copied = [], []
@@ -30,17 +36,19 @@ class ModelEma:
                 copied.append((value, source))
             else:
                 averaged.append((value, source))
-        return averaged, copied
+        self._averaged = ([a for a, _ in averaged], [b for _, b in averaged])
+        self._copied = copied
+        self._source = model
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        averaged, copied = self._pairs(model)
-        if averaged:
-            mine = [a for a, _ in averaged]
-            theirs = [b.to(a.dtype) for a, b in averaged]
+        if model is not self._source:
+            self._pair(model)
+        mine, theirs = self._averaged
+        if mine:
             torch._foreach_lerp_(mine, theirs, 1.0 - self.decay)
-        for mine, theirs in copied:
-            mine.copy_(theirs)
+        for own, source in self._copied:
+            own.copy_(source)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.module.state_dict()

@@ -14,7 +14,13 @@ from salgl.checkpoint import ModelInfo, load_model
 from salgl.data.dataset import MultiLabelImages, build_transform, check_images_exist
 from salgl.data.prepared import PreparedDataset, display_path
 from salgl.errors import SalglError
-from salgl.metrics import average_precision, compute_metrics, scene_usage
+from salgl.metrics import (
+    average_precision,
+    average_precisions,
+    compute_metrics,
+    mean_ap,
+    scene_usage,
+)
 from salgl.train import default_workers, predict_scores, select_device
 
 
@@ -27,6 +33,7 @@ class Evaluation:
     ignore: np.ndarray | None
     scene_probs: np.ndarray
     metrics: dict
+    cooccurrence: np.ndarray  # the model's scene memory, for figures without reloading it
 
 
 def transform_for(info: ModelInfo):
@@ -36,8 +43,7 @@ def transform_for(info: ModelInfo):
 
 def label_prior_map(targets: np.ndarray, ignore: np.ndarray | None) -> float:
     """mAP of constant scores: each label's AP is then its prevalence."""
-    ap = average_precision(np.zeros(targets.shape), targets, ignore)
-    return float(np.nanmean(ap)) if np.isfinite(ap).any() else 0.0
+    return mean_ap(average_precision(np.zeros(targets.shape), targets, ignore))
 
 
 def evaluate_model(model_path: str | Path, data: PreparedDataset, threshold: float = 0.5,
@@ -56,7 +62,7 @@ def evaluate_model(model_path: str | Path, data: PreparedDataset, threshold: flo
     metrics = compute_metrics(scores, data.test.targets, data.ignore, threshold, scene_probs)
     metrics["baseline_label_prior_mAP"] = label_prior_map(data.test.targets, data.ignore)
     return Evaluation(data.labels, data.test.paths, scores, data.test.targets, data.ignore,
-                      scene_probs, metrics)
+                      scene_probs, metrics, model.cooccurrence.cpu().numpy())
 
 
 def _num(x: float) -> str:
@@ -65,8 +71,7 @@ def _num(x: float) -> str:
 
 def per_label_table(ev: Evaluation) -> str:
     """CSV: label, AP (interpolated and not), positives, prevalence."""
-    ap = average_precision(ev.scores, ev.targets, ev.ignore)
-    ap_raw = average_precision(ev.scores, ev.targets, ev.ignore, interpolated=False)
+    ap, ap_raw = average_precisions(ev.scores, ev.targets, ev.ignore)
     valid = 1 - ev.ignore if ev.ignore is not None else np.ones_like(ev.targets)
     positives = (ev.targets * valid).sum(0)
     lines = ["label,ap,ap_noninterp,positives,prevalence"]

@@ -31,12 +31,15 @@ def entropy(probs: torch.Tensor) -> torch.Tensor:
     return -(probs * torch.log(probs + 1e-7)).sum(-1)
 
 
+def batch_scene_term(scene_probs: torch.Tensor) -> torch.Tensor:
+    """(H(uniform) - H(mean_b p_b)) * 100: pushes the batch to use every scene."""
+    return (math.log(scene_probs.shape[1]) - entropy(scene_probs.mean(0))) * 100
+
+
 def scene_regularisers(scene_probs: torch.Tensor) -> dict[str, torch.Tensor]:
     """Sample term (each image to one scene) and batch term (the batch over all scenes)."""
-    num_scenes = scene_probs.shape[1]
-    sample = entropy(scene_probs).mean()
-    batch = (math.log(num_scenes) - entropy(scene_probs.mean(0))) * 100
-    return {"scene_sample": sample, "scene_batch": batch}
+    return {"scene_sample": entropy(scene_probs).mean(),
+            "scene_batch": batch_scene_term(scene_probs)}
 
 
 class SalglCriterion(nn.Module):
@@ -56,11 +59,13 @@ class SalglCriterion(nn.Module):
                 ) -> dict[str, torch.Tensor]:
         terms = {"asl": asymmetric_loss(outputs["logits"], targets, **self.asl)}
         probs = outputs["scene_probs"]
-        terms.update(scene_regularisers(probs))
+        terms["scene_sample"] = entropy(probs).mean()
         if self.gather is not None and self.world > 1:
-            batch = scene_regularisers(self.gather(probs))["scene_batch"]
+            batch = batch_scene_term(self.gather(probs))
             # Only this rank's rows carry gradient and DDP averages over ranks: scale the
             # gradient (not the value) by the world size so the sum equals one process's.
             terms["scene_batch"] = batch * self.world - batch.detach() * (self.world - 1)
+        else:
+            terms["scene_batch"] = batch_scene_term(probs)
         terms["total"] = sum(self.weights[k] * v for k, v in terms.items())
         return terms

@@ -162,12 +162,18 @@ def average_precision(scores: Any, targets: Any, ignore: Any = None,
     ``interpolated=True`` is the VOC 2010+ all-point rule (precision made non-increasing from
     the right); ``False`` equals ``sklearn.metrics.average_precision_score``.
     """
-    s = np.asarray(scores, dtype=np.float64)
-    interp, plain = _ap_both(s, np.asarray(targets), _valid_or_none(ignore))
+    interp, plain = average_precisions(scores, targets, ignore)
     return interp if interpolated else plain
 
 
-def _mean_ap(ap: np.ndarray) -> float:
+def average_precisions(scores: Any, targets: Any, ignore: Any = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Interpolated and non-interpolated per-label AP from one ranking."""
+    s = np.asarray(scores, dtype=np.float64)
+    return _ap_both(s, np.asarray(targets), _valid_or_none(ignore))
+
+
+def mean_ap(ap: np.ndarray) -> float:
     """nanmean over labels with positives; 0.0 (not NaN) when none, so JSON stays valid."""
     finite = ap[np.isfinite(ap)]
     return float(finite.mean()) if finite.size else 0.0
@@ -252,7 +258,7 @@ def compute_metrics(scores: Any, targets: Any, ignore: Any = None, threshold: fl
     t = np.asarray(targets)
     valid = _valid_mask(s.shape, ignore)
     interp, plain_ap = _ap_both(s, t, _valid_or_none(ignore))
-    out: dict[str, Any] = {"mAP": _mean_ap(interp), "mAP_noninterp": _mean_ap(plain_ap)}
+    out: dict[str, Any] = {"mAP": mean_ap(interp), "mAP_noninterp": mean_ap(plain_ap)}
     plain = _count_metrics(s >= threshold, t, valid)
     top = _count_metrics(_topk_bool(s, TOPK) & (s >= threshold), t, valid)
     out.update({key: plain[key] for key in METRIC_KEYS})

@@ -123,10 +123,9 @@ def _shape(state: dict[str, torch.Tensor], key: str, where: Path, dim: int) -> i
     raise SalglError(f"{where}: missing key module.{key}")
 
 
-def build_config(config: dict, state: dict[str, torch.Tensor], where: Path, config_path: Path):
+def build_config(config: dict, state: dict[str, torch.Tensor], where: Path):
     from salgl.model.salgl import SalglConfig
 
-    check_backbone_name(str(config["backbone"]), f"{config_path}: backbone")
     random_embeddings = str(config["embed_type"]).lower() == "random"
     return SalglConfig(
         backbone=str(config["backbone"]), num_classes=int(config["num_classes"]),
@@ -152,7 +151,7 @@ def import_official(exp_dir: str | Path, labels_path: str | Path, out: str | Pat
     check_backbone_name(str(config["backbone"]), f"{config_path}: backbone")
     weights = exp_dir / "checkpoints" / "ema_best_model.pth"
     state = read_state_dict(weights, f"{exp_dir}: checkpoint")
-    model_config = build_config(config, state, weights, config_path)
+    model_config = build_config(config, state, weights)
     converted = convert_state(state, weights)
     model = SALGL(model_config)
     own = model.state_dict()

@@ -136,6 +136,13 @@ def run_evaluate(params: DatasetParams, model: Path | None = None, prepared: Pat
     return m
 
 
+def _figure_settings(params: DatasetParams) -> dict:
+    """The plots.<dataset> settings as make_all_plots keywords."""
+    return {"pr_labels": params.plots.pr_labels, "cloud_words": params.plots.cloud_words,
+            "groups": params.plots.label_groups, "top_labels": params.plots.top_labels,
+            "where": f"plots.{params.name}.label_groups"}
+
+
 def run_plots(params: DatasetParams, model: Path | None = None, prepared: Path | None = None,
               predictions: Path | None = None, eval_dir: Path | None = None,
               live: Path | None = None, out: Path | None = None,
@@ -159,9 +166,7 @@ def run_plots(params: DatasetParams, model: Path | None = None, prepared: Path |
         predictions or paths.predictions, (eval_dir or paths.eval_dir) / "per_label_ap.csv",
         model_obj.cooccurrence.numpy(), (live or paths.live) / "plots" / "metrics",
         out or paths.figures, scenes if scenes.is_file() else None,
-        pr_labels=params.plots.pr_labels, cloud_words=params.plots.cloud_words,
-        groups=params.plots.label_groups, top_labels=params.plots.top_labels,
-        where=f"plots.{params.name}.label_groups")
+        **_figure_settings(params))
     match = summary.get("scene_match")
     if match is not None:
         scene_summary = {"scene_nmi": match["nmi"], "scene_ari": match["ari"],
@@ -176,7 +181,6 @@ def run_plots(params: DatasetParams, model: Path | None = None, prepared: Path |
 
 def run_evaluate_official(name: str, cfg, params: DatasetParams, progress: bool = True) -> dict:
     """Import a released experiment, evaluate it on its prepared dataset, draw its figures."""
-    from salgl.checkpoint import load_model
     from salgl.data.prepared import load_prepared
     from salgl.evaluate import evaluate_model, write_evaluation
     from salgl.official import import_official
@@ -192,11 +196,7 @@ def run_evaluate_official(name: str, cfg, params: DatasetParams, progress: bool 
     predictions = Path("data/predictions/official") / f"{name}.npz"
     write_evaluation(ev, Path("metrics/official") / f"{name}.json", eval_dir / "eval",
                      predictions)
-    model, _ = load_model(model_path)
-    make_all_plots(predictions, eval_dir / "eval" / "per_label_ap.csv",
-                   model.cooccurrence.numpy(), None, eval_dir / "figures",
-                   pr_labels=params.plots.pr_labels, cloud_words=params.plots.cloud_words,
-                   groups=params.plots.label_groups, top_labels=params.plots.top_labels,
-                   where=f"plots.{params.name}.label_groups")
+    make_all_plots(predictions, eval_dir / "eval" / "per_label_ap.csv", ev.cooccurrence, None,
+                   eval_dir / "figures", **_figure_settings(params))
     log.info("official %s on %s: mAP %.4f", name, params.name, ev.metrics["mAP"])
     return ev.metrics

@@ -12,7 +12,6 @@ import copy
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,8 +38,9 @@ from salgl.distributed import (
 from salgl.ema import ModelEma
 from salgl.errors import SalglError
 from salgl.losses import SalglCriterion
-from salgl.metrics import average_precision
+from salgl.metrics import average_precision, mean_ap
 from salgl.model.salgl import SALGL, SalglConfig
+from salgl.runtime import cpu_cores, keep_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,7 @@ def select_device(setting: str) -> torch.device:
 
 def default_workers(device: torch.device) -> int:
     """Leave the cores to the model on CPU; feed a GPU with most of them."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = cores or 1
+    cores = cpu_cores()
     if device.type == "cuda":
         return max(1, min(16, cores - 1))
     return 1 if cores >= 2 else 0
@@ -118,9 +117,6 @@ def build_model(cfg: TrainConfig, labels: list[str], vectors: np.ndarray, info: 
     embed_dim = None if info.get("source") == "random" else int(vectors.shape[1])
     mcfg = model_config(cfg, len(labels), embed_dim)
     embeddings = None if embed_dim is None else torch.from_numpy(vectors)
-    from salgl.model.backbone import check_backbone_name
-
-    check_backbone_name(cfg.backbone, f"{key}.backbone")
     model = SALGL(mcfg, embeddings, pretrained=cfg.pretrained, pretrained_path=cfg.pretrained_path)
     if model.feature_dim % cfg.encoder_heads:
         raise SalglError(f"{key}.encoder_heads: {cfg.encoder_heads} does not divide the "
@@ -175,11 +171,6 @@ def gather_predictions(scores: torch.Tensor, indices: torch.Tensor, total: int,
     return ordered
 
 
-def mean_ap(scores: np.ndarray, targets: np.ndarray, ignore: np.ndarray | None) -> float:
-    ap = average_precision(scores, targets, ignore)
-    return float(np.nanmean(ap)) if np.isfinite(ap).any() else 0.0
-
-
 class Trainer:
     """One dataset's training run; ``run`` trains to the end (or resumes) and saves the model."""
 
@@ -194,8 +185,6 @@ class Trainer:
         if self.device.type == "cuda" and self.dist.enabled:
             self.device = torch.device("cuda", self.dist.local_rank)
         if self.device.type == "cpu":
-            from salgl.runtime import keep_freed_memory
-
             keep_freed_memory()
         if cfg.batch_size % self.dist.world:
             raise SalglError(f"{self.key}.batch_size: the global batch {cfg.batch_size} is not "
@@ -220,6 +209,12 @@ class Trainer:
         if cfg.compile:
             self.forward_model = torch.compile(self.forward_model)
         self.optimizer = make_optimizer(self.model, cfg, self.device)
+        self.use_amp = cfg.amp and self.device.type == "cuda"
+        self.amp_dtype = (torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported()
+                          else torch.float16)
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        self.generator = torch.Generator()  # reseeded every epoch: the shuffle order
         self.train_loader = self._loader(train=True)
         self.test_loader = self._loader(train=False)
         self.steps_per_epoch = len(self.train_loader)
@@ -238,7 +233,6 @@ class Trainer:
         transform = build_transform(cfg.img_size, cfg.normalization, train, hflip=cfg.hflip,
                                     cutout=cfg.cutout, randaugment=cfg.randaugment)
         workers = default_workers(self.device) if cfg.num_workers is None else cfg.num_workers
-        self._generator = getattr(self, "_generator", torch.Generator())
         dataset = MultiLabelImages(split.paths, split.targets, transform)
         batch = cfg.batch_size // self.dist.world
         sampler = None
@@ -251,7 +245,7 @@ class Trainer:
             dataset, batch_size=batch, shuffle=train and sampler is None, sampler=sampler,
             drop_last=train and len(split) > cfg.batch_size,
             num_workers=workers, pin_memory=self.device.type == "cuda",
-            generator=self._generator if train and sampler is None else None,
+            generator=self.generator if train and sampler is None else None,
             persistent_workers=False)
 
     # -- resume
@@ -310,19 +304,14 @@ class Trainer:
 
         cfg, device = self.cfg, self.device
         self.model.train()
-        use_amp = cfg.amp and device.type == "cuda"
-        amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-        scaler = getattr(self, "_scaler", None)
-        if scaler is None:
-            scaler = self._scaler = torch.amp.GradScaler(
-                "cuda", enabled=use_amp and amp_dtype == torch.float16)
+        scaler = self.scaler
         sums: dict[str, torch.Tensor] = {}
         bar = tqdm(self.train_loader, desc=f"{self.name} epoch {epoch + 1}/{cfg.epochs}",
                    disable=not self.progress, leave=False)
         for images, targets, _ in bar:
             images = images.to(device, non_blocking=True)
             targets = targets.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.use_amp):
                 outputs = self.forward_model(images, targets)
                 losses = self.criterion(outputs, targets)
             self.optimizer.zero_grad(set_to_none=True)
@@ -346,7 +335,8 @@ class Trainer:
                                                   desc=f"{self.name} test")
         if self.dist.enabled:
             scores = gather_predictions(scores, indices, len(self.data.test), self.device)
-        return mean_ap(scores.numpy(), self.data.test.targets, self.data.ignore)
+        return mean_ap(average_precision(scores.numpy(), self.data.test.targets,
+                                         self.data.ignore))
 
     def run(self) -> TrainResult:
         from salgl.logging_live import open_live
@@ -362,7 +352,7 @@ class Trainer:
         try:
             for epoch in range(self.start_epoch, cfg.epochs):
                 torch.manual_seed(cfg.seed * 100003 + epoch)
-                self._generator.manual_seed(cfg.seed * 100003 + epoch)
+                self.generator.manual_seed(cfg.seed * 100003 + epoch)
                 if self.dist.enabled:
                     self.train_loader.sampler.set_epoch(epoch)
                 losses = self.train_epoch(epoch)

@@ -3,6 +3,7 @@ the same folder served read-only over HTTP on 127.0.0.1."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -44,9 +45,9 @@ def clone(source: Path, dest: Path) -> Path:
 
 def fails(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=300,
-                            env={**__import__("os").environ, "DVC_NO_ANALYTICS": "1",
-                                 "PATH": str(Path(sys.executable).parent) + ":"
-                                 + __import__("os").environ.get("PATH", "")})
+                            env={**os.environ, "DVC_NO_ANALYTICS": "1",
+                                 "PATH": str(Path(sys.executable).parent) + os.pathsep
+                                 + os.environ.get("PATH", "")})
     assert result.returncode != 0, result.stdout
     return result
 

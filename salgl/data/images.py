@@ -8,7 +8,6 @@ left out is recorded in meta.json with its reason.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +21,7 @@ from tqdm import tqdm
 from salgl.atomic import atomic_dir
 from salgl.data.prepared import SPLITS, display_path, write_prepared
 from salgl.errors import SalglError
+from salgl.runtime import cpu_cores
 
 log = logging.getLogger("salgl")
 
@@ -40,11 +40,7 @@ class Sample:
 
 def default_workers() -> int:
     """Threads suffice: PIL and file reads release the GIL while decoding."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(32, cores))
+    return max(1, min(32, cpu_cores()))
 
 
 def image_problem(path: Path) -> str | None:
