@@ -61,3 +61,21 @@ def make_prepared(root: Path, labels: list[str], n_train: int = 24, n_test: int 
             lines.append(f"{path}\t{names}\n")
         (root / f"{split}.tsv").write_text("".join(lines), encoding="utf-8")
     return root
+
+
+class _TouchOnLoad:
+    """Unpickling this object calls Path.touch(marker): proof that code ran."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def write_exploit_pickle(path: Path, marker: Path, key: str = "weight") -> Path:
+    """A 'checkpoint' whose plain pickle load would create ``marker``."""
+    import pickle
+
+    path.write_bytes(pickle.dumps({key: _TouchOnLoad(marker)}))
+    return path

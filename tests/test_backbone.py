@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,8 @@ from safetensors.torch import save_file
 
 from salgl.errors import SalglError
 from salgl.model.backbone import create_backbone, feature_tokens
+
+from fakes import write_exploit_pickle
 
 
 def reference_weights() -> dict[str, torch.Tensor]:
@@ -37,13 +38,7 @@ def test_pretrained_path_loads_weights(tmp_path: Path, fmt: str) -> None:
 
 def test_pickle_that_would_run_code_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
-
-    class Exploit:
-        def __reduce__(self):
-            return (Path.touch, (marker,))
-
-    path = tmp_path / "evil.pt"
-    path.write_bytes(pickle.dumps({"conv1.weight": Exploit()}))
+    path = write_exploit_pickle(tmp_path / "evil.pt", marker, "conv1.weight")
     with pytest.raises(SalglError, match="refused or unreadable weight file"):
         create_backbone("resnet10t", img_size=32, pretrained_path=str(path))
     assert not marker.exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,8 @@ import torch.nn.functional as F
 from salgl.checkpoint import load_model
 from salgl.errors import SalglError
 from salgl.official import import_official
+
+from fakes import write_exploit_pickle
 
 # The key table of a released ResNet-101 / 80-label / 6-scene checkpoint (names and shapes).
 KEY_TABLE = Path(__file__).resolve().parent / "data" / "official-checkpoint-keys.tsv"
@@ -149,14 +150,9 @@ def test_imported_model_matches_naive_reference(tmp_path: Path, soft: bool) -> N
 
 def test_pickle_that_would_run_code_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "code-ran"
-
-    class Exploit:
-        def __reduce__(self):
-            return (Path.touch, (marker,))
-
     exp = tmp_path / "exp"
     write_experiment(exp, released_config(), {"x": torch.zeros(1)})
-    (exp / "checkpoints" / "ema_best_model.pth").write_bytes(pickle.dumps({"a": Exploit()}))
+    write_exploit_pickle(exp / "checkpoints" / "ema_best_model.pth", marker, "a")
     with pytest.raises(SalglError, match="refused or unreadable weight file"):
         import_official(exp, labels_file(tmp_path / "l.txt"), tmp_path / "o.safetensors")
     assert not marker.exists() and not (tmp_path / "o.safetensors").exists()
