@@ -2,8 +2,9 @@
 
   --impl reference   the released formulation, written naively (benchmarks/reference_salgl.py),
                      fp32, plain AdamW
-  --impl ours        salgl's model in fp32, fused AdamW
-  --impl ours-amp    as ours, with bf16 autocast (CPU) or bf16/fp16 autocast + channels_last
+  --impl ours        salgl's model in fp32 as salgl's trainer runs it in one process: fused
+                     AdamW stepped inside backward, channels_last backbone
+  --impl ours-amp    as ours, with bf16 autocast (CPU) or bf16/fp16 autocast (CUDA)
   --impl backbone    the backbone alone: the floor any head adds to
 
 Run one implementation per process, so peak memory is its own:
@@ -30,6 +31,7 @@ from reference_salgl import ReferenceSALGL  # noqa: E402
 
 from salgl.losses import SalglCriterion, asymmetric_loss, scene_regularisers  # noqa: E402
 from salgl.model.salgl import SALGL, SalglConfig  # noqa: E402
+from salgl.step_in_backward import StepInBackward  # noqa: E402
 
 
 def build(impl: str, args: argparse.Namespace, device: torch.device):
@@ -48,22 +50,27 @@ def build(impl: str, args: argparse.Namespace, device: torch.device):
     if impl == "backbone":
         import timm
 
+        fmt = torch.contiguous_format if args.no_channels_last else torch.channels_last
         model = timm.create_model(args.backbone, num_classes=0, global_pool="").to(device)
+        model = model.to(memory_format=fmt)   # as ours runs it
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
-        return model, opt, lambda images, targets: model.forward_features(images).mean()
+        return model, opt, lambda images, targets: model.forward_features(
+            images.contiguous(memory_format=fmt)).mean()
     config = SalglConfig(backbone=args.backbone, num_classes=args.classes, img_size=args.img_size,
                          embed_dim=embed_dim, num_scenes=args.scenes,
                          backbone_stage=args.backbone_stage)
     model = SALGL(config, torch.randn(args.classes, embed_dim)).to(device)
     forward = torch.compile(model) if args.compile else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    if not args.step_after_backward:
+        StepInBackward(opt)   # as salgl's trainer does in one process: each gradient freed early
     criterion = SalglCriterion()
+    model.set_channels_last(not args.no_channels_last)   # salgl's trainer default
+    model.set_recompute(args.recompute_stages)
     amp = impl == "ours-amp"
     dtype = torch.bfloat16
-    if amp and device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-        if not torch.cuda.is_bf16_supported():
-            dtype = torch.float16
+    if amp and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        dtype = torch.float16
 
     def loss_of(images, targets):
         with torch.autocast(device.type, dtype=dtype, enabled=amp):
@@ -98,6 +105,14 @@ def main() -> None:
                         help="ours/ours-amp: torch.compile the model (compile time excluded)")
     parser.add_argument("--backbone-stage", type=int, default=None,
                         help="ours/ours-amp/backbone: stop the backbone at this timm stage")
+    parser.add_argument("--recompute-stages", type=int, default=0,
+                        help="ours/ours-amp: recompute the backbone's first N stages in "
+                        "backward (train.<dataset>.recompute_stages)")
+    parser.add_argument("--no-channels-last", action="store_true",
+                        help="ours/ours-amp/backbone: keep the backbone in NCHW memory")
+    parser.add_argument("--step-after-backward", action="store_true",
+                        help="ours/ours-amp: one optimiser step after backward instead of "
+                        "stepping each parameter inside backward (keeps all gradients alive)")
     parser.add_argument("--grad-checkpointing", action="store_true",
                         help="recompute the backbone's activations in backward (less memory)")
     args = parser.parse_args()
@@ -115,8 +130,6 @@ def main() -> None:
     model.train()
     gen = torch.Generator().manual_seed(1)
     images = torch.randn(args.batch, 3, args.img_size, args.img_size, generator=gen).to(device)
-    if args.impl == "ours-amp" and device.type == "cuda":
-        images = images.to(memory_format=torch.channels_last)
     targets = (torch.rand(args.batch, args.classes, generator=gen) < 0.1).float().to(device)
     times = []
     warmup_s = 0.0
@@ -125,7 +138,7 @@ def main() -> None:
         start = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss_of(images, targets).backward()
-        opt.step()
+        opt.step()   # a no-op where the hooks already stepped every parameter
         sync(device)
         if step >= args.warmup:
             times.append(time.perf_counter() - start)
@@ -137,6 +150,9 @@ def main() -> None:
               "step_s_median": round(statistics.median(times), 4),
               "threads": torch.get_num_threads(), "allocator_keeps_memory": bool(keep),
               "grad_checkpointing": args.grad_checkpointing, "compile": args.compile,
+              "step_in_backward": args.impl.startswith("ours") and not args.step_after_backward,
+              "channels_last": args.impl.startswith("ours") and not args.no_channels_last,
+              "recompute_stages": args.recompute_stages if args.impl.startswith("ours") else 0,
               "warmup_s": round(warmup_s, 1)}
     if device.type == "cuda":
         result["peak_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)

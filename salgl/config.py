@@ -122,6 +122,14 @@ class TrainConfig:
     num_workers: int | None = _f(None, lo=0, doc="null = chosen from the CPU cores")
     device: str = _f("auto", choices=("auto", "cpu", "cuda"))
     amp: bool = _f(True, doc="autocast on CUDA")
+    channels_last: bool = _f(True, doc="NHWC backbone memory: same numbers, faster "
+                             "convolutions on CPU and CUDA")
+    recompute_stages: int = _f(0, lo=0, doc="recompute the backbone's first N timm stages in "
+                               "backward instead of storing them: less memory, a little more "
+                               "time (ResNet-style backbones; docs/benchmarks.md)")
+    step_in_backward: bool = _f(True, doc="step each weight as soon as its gradient is "
+                                "ready, then free it (one process, no fp16 loss scaling); "
+                                "same weights, less memory")
     compile: bool = _f(False, doc="torch.compile the model: about 15% faster steps on CPU "
                        "here, after about a minute of compiling (docs/benchmarks.md)")
     seed: int = _f(0, lo=0)

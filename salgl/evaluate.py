@@ -51,6 +51,7 @@ def evaluate_model(model_path: str | Path, data: PreparedDataset, threshold: flo
                    ) -> Evaluation:
     dev = select_device(device)
     model, info = load_model(model_path, dev)
+    model.set_channels_last()
     if info.labels != data.labels:
         raise SalglError(f"{model_path}: model labels differ from {data.root / 'labels.txt'} "
                          f"({len(info.labels)} vs {len(data.labels)} labels)")

@@ -109,6 +109,7 @@ def predict_command(args) -> int:
         raise SalglError("--threshold: must be within [0, 1]")
     device = select_device(args.device)
     model, info = load_model(args.model, device)
+    model.set_channels_last()
     images, skipped = collect_images(args.paths)
     for path, reason in skipped:
         print(f"salgl predict: skipped {path}: {reason}", file=sys.stderr)

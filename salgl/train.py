@@ -41,6 +41,7 @@ from salgl.losses import SalglCriterion
 from salgl.metrics import average_precision, mean_ap
 from salgl.model.salgl import SALGL, SalglConfig
 from salgl.runtime import cpu_cores, keep_freed_memory
+from salgl.step_in_backward import StepInBackward
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg, data.labels, self.vectors, self.embed_info,
                                  self.key).to(self.device)
+        self.model.set_channels_last(cfg.channels_last)
+        self.model.set_recompute(cfg.recompute_stages, f"{self.key}.recompute_stages")
         self.criterion = SalglCriterion(cfg.gamma_neg, cfg.gamma_pos, cfg.clip, cfg.scene_weight)
         self.forward_model: torch.nn.Module = self.model
         if self.dist.enabled:
@@ -214,6 +217,11 @@ class Trainer:
                           else torch.float16)
         self.scaler = torch.amp.GradScaler(
             "cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        # DDP averages gradients after backward and fp16 scaling checks them all first, so
+        # both need the classic step after backward.
+        self.step_in_backward = (StepInBackward(self.optimizer) if cfg.step_in_backward
+                                 and not self.dist.enabled and not self.scaler.is_enabled()
+                                 else None)
         self.generator = torch.Generator()  # reseeded every epoch: the shuffle order
         self.train_loader = self._loader(train=True)
         self.test_loader = self._loader(train=False)
@@ -314,10 +322,13 @@ class Trainer:
             with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.use_amp):
                 outputs = self.forward_model(images, targets)
                 losses = self.criterion(outputs, targets)
-            self.optimizer.zero_grad(set_to_none=True)
-            scaler.scale(losses["total"]).backward()
-            scaler.step(self.optimizer)
-            scaler.update()
+            if self.step_in_backward is not None:
+                losses["total"].backward()        # every weight is stepped inside backward
+            else:
+                self.optimizer.zero_grad(set_to_none=True)
+                scaler.scale(losses["total"]).backward()
+                scaler.step(self.optimizer)
+                scaler.update()
             self.scheduler.step()
             if self.ema is not None:
                 self.ema.update(self.model)

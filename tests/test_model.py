@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
+from salgl.errors import SalglError
 from salgl.losses import asymmetric_loss, scene_regularisers
-from salgl.model.layers import GatedPropagation, LabelAttention, sine_position_code
+from salgl.model.layers import LabelAttention, sine_position_code
+from salgl.model.propagation import GatedPropagation
 from salgl.model.salgl import (
     SALGL,
     SalglConfig,
@@ -154,6 +158,53 @@ def test_fused_gates_equal_separate_gates(outmess: bool) -> None:
     assert torch.allclose(prop(h, graph), naive_propagation(prop, h, graph), atol=1e-12)
 
 
+@pytest.mark.parametrize("outmess", [True, False])
+def test_propagation_gradients_equal_autograd_of_separate_gates(outmess: bool) -> None:
+    """The hand-written backward gives autograd's gradients for every input and weight."""
+    torch.manual_seed(3)
+    prop = GatedPropagation(dim=6, steps=3, outmess=outmess)
+    h = torch.randn(2, 5, 6, requires_grad=True)
+    graph = torch.rand(2, 5, 5, requires_grad=True)
+    weights = torch.randn(2, 5, 6)
+    (prop(h, graph) * weights).sum().backward()
+    fast = [h.grad, graph.grad] + [p.grad for p in prop.parameters()]
+    h.grad = graph.grad = None
+    prop.zero_grad(set_to_none=True)
+    (naive_propagation(prop, h, graph) * weights).sum().backward()
+    slow = [h.grad, graph.grad] + [p.grad for p in prop.parameters()]
+    for a, b in zip(fast, slow, strict=True):
+        assert torch.allclose(a, b, atol=1e-12)
+    assert all(g.abs().sum() > 0 for g in fast)
+
+
+def test_propagation_passes_gradcheck() -> None:
+    torch.manual_seed(4)
+    prop = GatedPropagation(dim=3, steps=2)
+    h = torch.randn(2, 4, 3, requires_grad=True)
+    graph = torch.rand(2, 4, 4, requires_grad=True)
+    params = tuple(prop.parameters())
+
+    def run(h, graph, *weights):
+        return torch.func.functional_call(prop, dict(zip(
+            [n for n, _ in prop.named_parameters()], weights, strict=True)), (h, graph))
+
+    assert torch.autograd.gradcheck(run, (h, graph, *params))
+
+
+def test_propagation_under_bf16_autocast_keeps_fp32_weight_gradients() -> None:
+    torch.manual_seed(5)
+    prop = GatedPropagation(dim=8, steps=3).float()
+    h = torch.randn(2, 5, 8, dtype=torch.float32).bfloat16().requires_grad_()
+    graph = torch.rand(2, 5, 5, dtype=torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = prop(h, graph)
+    assert out.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert all(p.grad.dtype == torch.float32 for p in prop.parameters())
+    reference = naive_propagation(prop.double(), h.detach().double(), graph.double())
+    assert torch.allclose(out.double(), reference, atol=0.05)
+
+
 def small_model(soft: bool = False, embed_dim: int | None = 8, **kw) -> SALGL:
     torch.manual_seed(0)
     cfg = SalglConfig(backbone="resnet10t", num_classes=5, img_size=32, embed_dim=embed_dim,
@@ -245,3 +296,45 @@ def test_scene_regularisers_extremes() -> None:
     collapsed = scene_regularisers(torch.tensor([[1.0, 0, 0, 0]] * 4))
     assert collapsed["scene_batch"] == pytest.approx(100 * torch.log(torch.tensor(4.0)).item(),
                                                      rel=1e-4)
+
+
+def test_channels_last_backbone_computes_the_same_outputs() -> None:
+    model = small_model().eval()
+    images = torch.randn(2, 3, 32, 32)
+    before = model(images)["logits"]
+    model.set_channels_last()
+    conv = next(m for m in model.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(model(images)["logits"], before, atol=1e-10)
+
+
+@pytest.mark.parametrize("backbone_stage,stages", [(2, 1), (2, 3), (None, 2)])
+def test_recomputed_stages_give_identical_gradients_and_statistics(backbone_stage, stages) -> None:
+    torch.manual_seed(0)
+    cfg = SalglConfig(backbone="resnet10t", num_classes=5, img_size=32, embed_dim=8,
+                      num_scenes=3, attention_dim=16, encoder_ffn=32,
+                      backbone_stage=backbone_stage, dropout=0.0)
+    plain = SALGL(cfg, torch.randn(5, 8)).double().train()
+    recomputing = copy.deepcopy(plain).set_recompute(stages)
+    assert recomputing.recompute_cut > 0
+    images = torch.randn(4, 3, 32, 32)
+    targets = (torch.rand(4, 5) < 0.5).double()
+    for model in (plain, recomputing):
+        out = model(images, targets)
+        (out["logits"] * torch.arange(5.0)).sum().backward()
+    for (name, a), b in zip(plain.named_parameters(), recomputing.parameters(), strict=True):
+        assert (a.grad is None) == (b.grad is None), name
+        assert a.grad is None or torch.equal(a.grad, b.grad), name
+    for (name, a), b in zip(plain.named_buffers(), recomputing.buffers(), strict=True):
+        assert torch.equal(a, b), name   # BatchNorm statistics updated once, not twice
+
+
+def test_recompute_refuses_what_it_cannot_do() -> None:
+    model = small_model()
+    with pytest.raises(SalglError, match="train.x.recompute_stages: 9 stages asked"):
+        model.set_recompute(9, "train.x.recompute_stages")
+    vit = SALGL(SalglConfig(backbone="vit_tiny_patch16_224", num_classes=5, img_size=32,
+                            embed_dim=8, attention_dim=16, encoder_heads=4, encoder_ffn=32))
+    with pytest.raises(SalglError, match="not a top-level module"):
+        vit.set_recompute(1, "train.x.recompute_stages")
+    assert model.set_recompute(0).recompute_cut == 0

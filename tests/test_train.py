@@ -99,3 +99,22 @@ def test_state_of_other_settings_is_not_reused(tmp_path: Path) -> None:
     same = Trainer("x", tiny_train_config(epochs=2), data, embeddings,
                    tmp_path / "m.safetensors", tmp_path / "state", None, progress=False)
     assert same.try_resume() and same.start_epoch == 1
+
+
+def test_stepping_inside_backward_trains_the_same_weights(tmp_path: Path) -> None:
+    """salgl.step_in_backward frees each gradient early and changes no number."""
+    prepared = make_prepared(tmp_path / "prepared", LABELS, n_train=16, n_test=8)
+    embeddings = write_embeddings(prepared, tmp_path / "emb")
+    data = load_prepared(prepared)
+    files = {}
+    for inside in (True, False):
+        out = tmp_path / f"inside_{inside}.safetensors"
+        trainer = Trainer("x", tiny_train_config(epochs=2, step_in_backward=inside), data,
+                          embeddings, out, tmp_path / f"state_{inside}", None, progress=False)
+        assert (trainer.step_in_backward is not None) == inside
+        trainer.run()
+        assert all(p.grad is None for p in trainer.model.parameters()) == inside
+        files[inside] = load_file(str(out))
+    assert files[True].keys() == files[False].keys()
+    for key, value in files[True].items():
+        assert torch.equal(value, files[False][key]), key

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from salgl.errors import SalglError
+from salgl.model.recompute import forward_recomputing
 
 
 def check_backbone_name(name: str, key: str) -> None:
@@ -116,12 +117,23 @@ def load_backbone_weights(model: nn.Module, path: str | Path, key: str) -> None:
     model.load_state_dict(usable, strict=True)
 
 
-def feature_tokens(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Tokens (B, N, D) and the (h, w) grid they came from (ViT: grid without prefix tokens)."""
+def backbone_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The backbone's last feature map (or token sequence)."""
     if hasattr(model, "forward_features"):
-        features = model.forward_features(images)
-    else:  # a timm features_only wrapper
-        features = model(images)[-1]
+        return model.forward_features(images)
+    return model(images)[-1]  # a timm features_only wrapper
+
+
+def feature_tokens(model: nn.Module, images: torch.Tensor, recompute_cut: int = 0
+                   ) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Tokens (B, N, D) and the (h, w) grid they came from (ViT: grid without prefix tokens).
+
+    ``recompute_cut`` > 0 checkpoints that many leading modules (salgl.model.recompute).
+    """
+    if recompute_cut:
+        features = forward_recomputing(model, images, recompute_cut)
+    else:
+        features = backbone_features(model, images)
     if features.ndim == 4:
         b, d, h, w = features.shape
         return features.flatten(2).transpose(1, 2), (h, w)

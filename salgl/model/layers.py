@@ -62,13 +62,17 @@ class CollapsedScore(torch.autograd.Function):
 
     The (B, C, N, A) tensor is never stored: forward keeps only u, v, w and backward
     recomputes each label chunk's tanh. That bounds memory by one chunk and keeps the
-    working set in cache, at the price of a second tanh.
+    working set in cache, at the price of a second tanh. Chunks are laid out (c, B, N, A)
+    so that every per-label slice is contiguous and no contraction needs a permuted copy.
     """
 
     @staticmethod
     def _chunk(u: torch.Tensor) -> int:
-        b, n, a = u.shape
-        return max(1, CHUNK_ELEMENTS // max(1, b * n * a))
+        return max(1, CHUNK_ELEMENTS // max(1, u.numel()))
+
+    @staticmethod
+    def _joint(u: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return torch.mul(labels[:, None, None], u[None]).tanh_()        # (c, B, N, A)
 
     @staticmethod
     def forward(ctx, u: torch.Tensor, v: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -76,8 +80,8 @@ class CollapsedScore(torch.autograd.Function):
         step = CollapsedScore._chunk(u)
         out = u.new_empty(u.shape[0], v.shape[0], u.shape[1])
         for start in range(0, v.shape[0], step):
-            joint = torch.tanh(u[:, None] * v[None, start:start + step, None])
-            out[:, start:start + step] = joint @ w
+            joint = CollapsedScore._joint(u, v[start:start + step])
+            out[:, start:start + step] = (joint @ w).transpose(0, 1)
         return out
 
     @staticmethod
@@ -85,15 +89,18 @@ class CollapsedScore(torch.autograd.Function):
         u, v, w = ctx.saved_tensors
         step = CollapsedScore._chunk(u)
         du, dv, dw = torch.zeros_like(u), torch.empty_like(v), torch.zeros_like(w)
+        grad = grad.transpose(0, 1)                                          # (C, B, N)
         for start in range(0, v.shape[0], step):
-            chunk = v[start:start + step]
-            joint = torch.tanh(u[:, None] * chunk[None, :, None])            # (B, c, N, A)
-            g = grad[:, start:start + step]                                  # (B, c, N)
-            dw += torch.einsum("bcn,bcna->a", g, joint)
-            dz = g[..., None] * w * (1 - joint * joint)
-            du += torch.einsum("bcna,ca->bna", dz, chunk)
-            dv[start:start + step] = torch.einsum("bcna,bna->ca", dz, u)
-        return du, dv, dw
+            labels = v[start:start + step]
+            joint = CollapsedScore._joint(u, labels)
+            g = grad[start:start + step].contiguous()
+            dw.addmv_(joint.view(-1, joint.shape[-1]).t(), g.view(-1))
+            g = g[..., None]
+            slope = torch.addcmul(g, joint.square_(), g, value=-1)           # g (1 - tanh^2)
+            for i, label in enumerate(labels):
+                du.addcmul_(slope[i], label)
+                dv[start + i] = torch.mul(slope[i], u).sum((0, 1))
+        return du.mul_(w), dv.mul_(w), dw
 
 
 class LabelAttention(nn.Module):
@@ -121,36 +128,6 @@ class LabelAttention(nn.Module):
         scores = CollapsedScore.apply(u, v, w) + bias.to(u.dtype)   # (B, C, N)
         alpha = scores.softmax(dim=-1)
         return alpha @ tokens, alpha                       # (B, C, D), (B, C, N)
-
-
-class GatedPropagation(nn.Module):
-    """Gated graph propagation (GGNN) over the image-specific label graph.
-
-    The three gates read the messages x through one fused matrix ``x_proj`` (update, reset,
-    candidate) and the state h through ``h_proj`` (update, reset) and ``cand_h``.
-    """
-
-    def __init__(self, dim: int, steps: int = 3, outmess: bool = True):
-        super().__init__()
-        self.steps = steps
-        self.outmess = outmess
-        in_dim = 2 * dim if outmess else dim
-        self.x_proj = nn.Linear(in_dim, 3 * dim)
-        self.h_proj = nn.Linear(dim, 2 * dim)
-        self.cand_h = nn.Linear(dim, dim)
-
-    def forward(self, h: torch.Tensor, graph: torch.Tensor) -> torch.Tensor:
-        graph = graph.to(h.dtype)
-        for _ in range(self.steps):
-            incoming = graph @ h
-            x = torch.cat((incoming, graph.transpose(1, 2) @ h), -1) if self.outmess else incoming
-            xz, xr, xc = self.x_proj(x).chunk(3, dim=-1)
-            hz, hr = self.h_proj(h).chunk(2, dim=-1)
-            z = torch.sigmoid(xz + hz)
-            r = torch.sigmoid(xr + hr)
-            candidate = torch.tanh(xc + self.cand_h(r * h))
-            h = (1 - z) * h + z * candidate
-        return h
 
 
 class PerLabelLinear(nn.Module):
