@@ -29,6 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     paths = sorted(args.images_dir.glob("*.png"))[: args.images]
     model, info = load_model(args.model)
+    model.set_channels_last()   # as salgl predict runs it
     device = torch.device("cpu")
     rows = []
     for threads in args.threads:
