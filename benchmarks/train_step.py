@@ -84,17 +84,25 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--impl", required=True,
-                        choices=("reference", "ours", "ours-amp", "backbone"))
+PROBLEM_ARGUMENTS = ("backbone", "img_size", "batch", "classes", "scenes", "device")
+
+
+def add_problem_arguments(parser: argparse.ArgumentParser) -> None:
+    """The problem size and device (PROBLEM_ARGUMENTS), shared with train_step_suite.py."""
     parser.add_argument("--backbone", default="resnet50")
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--classes", type=int, default=80)
     parser.add_argument("--scenes", type=int, default=6)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--impl", required=True,
+                        choices=("reference", "ours", "ours-amp", "backbone"))
+    add_problem_arguments(parser)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--json", action="store_true")

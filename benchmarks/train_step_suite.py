@@ -22,6 +22,9 @@ import sys
 from pathlib import Path
 
 HARNESS = Path(__file__).resolve().parent / "train_step.py"
+sys.path.insert(0, str(HARNESS.parent))
+
+from train_step import PROBLEM_ARGUMENTS, add_problem_arguments  # noqa: E402
 
 # name -> extra harness arguments
 ROWS = {
@@ -38,10 +41,9 @@ ROWS = {
 
 
 def run_row(args: argparse.Namespace, extra: list[str]) -> dict:
-    cmd = [sys.executable, str(HARNESS), "--backbone", args.backbone, "--img-size",
-           str(args.img_size), "--batch", str(args.batch), "--classes", str(args.classes),
-           "--scenes", str(args.scenes), "--device", args.device, "--repeat", str(args.repeat),
-           "--json", *extra]
+    problem = [item for name in PROBLEM_ARGUMENTS
+               for item in ("--" + name.replace("_", "-"), str(getattr(args, name)))]
+    cmd = [sys.executable, str(HARNESS), *problem, "--repeat", str(args.repeat), "--json", *extra]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -53,12 +55,7 @@ def main() -> None:
                         metavar="ROW", help=f"rows to run, from: {', '.join(ROWS)}")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--backbone", default="resnet50")
-    parser.add_argument("--img-size", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--classes", type=int, default=80)
-    parser.add_argument("--scenes", type=int, default=6)
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    add_problem_arguments(parser)
     parser.add_argument("--json-out", type=Path, help="also write every measurement here")
     args = parser.parse_args()
     if "reference" not in args.rows:
