@@ -124,6 +124,8 @@ def main() -> None:
     parser.add_argument("--grad-checkpointing", action="store_true",
                         help="recompute the backbone's activations in backward (less memory)")
     args = parser.parse_args()
+    ours = args.impl.startswith("ours")
+    steps_inside = ours and not args.step_after_backward
     keep = args.allocator == "keep" or (args.allocator == "auto" and args.impl != "reference")
     if keep and args.device == "cpu":
         from salgl.runtime import keep_freed_memory
@@ -144,9 +146,12 @@ def main() -> None:
     for step in range(args.warmup + args.repeat):
         sync(device)
         start = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        loss_of(images, targets).backward()
-        opt.step()   # a no-op where the hooks already stepped every parameter
+        if steps_inside:
+            loss_of(images, targets).backward()   # the hooks step and free every gradient
+        else:
+            opt.zero_grad(set_to_none=True)
+            loss_of(images, targets).backward()
+            opt.step()
         sync(device)
         if step >= args.warmup:
             times.append(time.perf_counter() - start)
@@ -158,9 +163,9 @@ def main() -> None:
               "step_s_median": round(statistics.median(times), 4),
               "threads": torch.get_num_threads(), "allocator_keeps_memory": bool(keep),
               "grad_checkpointing": args.grad_checkpointing, "compile": args.compile,
-              "step_in_backward": args.impl.startswith("ours") and not args.step_after_backward,
-              "channels_last": args.impl.startswith("ours") and not args.no_channels_last,
-              "recompute_stages": args.recompute_stages if args.impl.startswith("ours") else 0,
+              "step_in_backward": steps_inside,
+              "channels_last": (ours or args.impl == "backbone") and not args.no_channels_last,
+              "recompute_stages": args.recompute_stages if ours else 0,
               "warmup_s": round(warmup_s, 1)}
     if device.type == "cuda":
         result["peak_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from functools import partial
 
 import torch
 from torch import nn
@@ -82,7 +81,10 @@ def forward_recomputing(backbone: nn.Module, images: torch.Tensor, cut: int) -> 
     """Features with the first ``cut`` feature modules checkpointed as one segment."""
     modules = [m for _, m in feature_modules(backbone)]
     head, tail = modules[:cut], modules[cut:]
-    contexts = partial(lambda mods: (contextlib.nullcontext(), frozen_running_stats(mods)), head)
+
+    def contexts():  # (first forward, recomputation)
+        return contextlib.nullcontext(), frozen_running_stats(head)
+
     x = checkpoint(run_modules, head, images, use_reentrant=False, context_fn=contexts)
     return run_modules(tail, x)
 

@@ -160,7 +160,7 @@ class SALGL(nn.Module):
 
     def forward(self, images: torch.Tensor, targets: torch.Tensor | None = None
                 ) -> dict[str, torch.Tensor]:
-        if self.channels_last and images.ndim == 4:
+        if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         cut = self.recompute_cut if self.training and torch.is_grad_enabled() else 0
         tokens, grid = feature_tokens(self.backbone, images, cut)
