@@ -1,27 +1,96 @@
-"""Write outputs under a temporary name and rename, so a failure never leaves half a file."""
+"""Write outputs under a temporary name and rename, so a failure never leaves half a file.
+
+The temporary sibling gets the permissions an ordinary new file would get under the process
+umask (``mkstemp`` alone makes files 0600 and folders 0700, which colleagues on a shared
+server could not read). A write that fails for a reason of the file system (disk full,
+permission denied, read-only folder) becomes one SalglError naming the path; the earlier
+output stays as it was.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from salgl.errors import SalglError
+
+# Errors that say the file system refused a write, not that the program is wrong.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS,
+                errno.EFBIG, errno.ENAMETOOLONG, errno.ENOTDIR}
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_error(path: str | Path, exc: OSError) -> SalglError:
+    """One line naming the output and the file system's reason."""
+    reason = exc.strerror or str(exc)
+    return SalglError(f"{path}: cannot write ({reason}); earlier outputs are unchanged")
+
+
+def _refusal(exc: BaseException) -> OSError | None:
+    """The file system's refusal behind ``exc``, also when a library wrapped it in its own
+    exception type (safetensors reports "... (os error 28)")."""
+    if isinstance(exc, OSError):
+        return exc if exc.errno in WRITE_ERRNOS else None
+    found = re.search(r"\(os error (\d+)\)", str(exc))
+    if found and int(found.group(1)) in WRITE_ERRNOS:
+        code = int(found.group(1))
+        return OSError(code, os.strerror(code))
+    return None
+
+
+@contextlib.contextmanager
+def refused_writes(path: str | Path) -> Iterator[None]:
+    """Turn a file-system refusal inside the block into write_error(path)."""
+    try:
+        yield
+    except SalglError:
+        raise
+    except Exception as exc:
+        refusal = _refusal(exc)
+        if refusal is None:
+            raise
+        raise write_error(path, refusal) from None
+
+
+def _make_parent(path: Path) -> None:
+    with refused_writes(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; rename it onto ``path`` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    _make_parent(path)
+    with refused_writes(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~current_umask())
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        with refused_writes(path):
+            yield tmp_path
+            os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -31,13 +100,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary directory that replaces ``path`` as a whole on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    _make_parent(path)
+    with refused_writes(path):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        tmp.chmod(0o777 & ~current_umask())
     try:
-        yield tmp
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        with refused_writes(path):
+            yield tmp
+            if path.exists():
+                # Two renames: the old folder is gone only once the new one is in place.
+                old = tmp.with_name(tmp.name[:-len(".tmp")] + ".old")
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

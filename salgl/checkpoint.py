@@ -83,6 +83,24 @@ def read_model_info(path: str | Path) -> dict:
     return meta
 
 
+def describe_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor],
+                      shown: int = 3) -> str:
+    """One line naming missing and unexpected keys and shape differences ("" if none)."""
+    def listing(names: list[str], what: str) -> str:
+        more = f" and {len(names) - shown} more" if len(names) > shown else ""
+        return f"{len(names)} {what} ({', '.join(names[:shown])}{more})"
+
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shapes = [f"{k} {tuple(found[k].shape)} instead of {tuple(expected[k].shape)}"
+              for k in sorted(set(expected) & set(found))
+              if tuple(found[k].shape) != tuple(expected[k].shape)]
+    parts = [listing(names, what) for names, what in ((missing, "missing"),
+                                                      (unexpected, "unexpected"),
+                                                      (shapes, "with another shape")) if names]
+    return "; ".join(parts)
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu"
                ) -> tuple[torch.nn.Module, ModelInfo]:
     """Rebuild a SALGL model from one of our files, in eval mode."""
@@ -100,10 +118,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"
                          f"for {config.num_classes} classes")
     state = load_file(str(path))
     model = SALGL(config)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise SalglError(f"{path}: tensors do not match the stored config ({exc})") from None
+    mismatch = describe_mismatch(model.state_dict(), state)
+    if mismatch:
+        raise SalglError(f"{path}: tensors do not match the stored config: {mismatch}")
+    model.load_state_dict(state, strict=True)
     model.to(device).eval()
     info = ModelInfo(labels=meta["labels"], config=config, normalization=meta["normalization"],
                      extra=meta.get("extra", {}))

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -250,18 +252,41 @@ def one_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is so that temporary files are cleaned up."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit codes: 0 done; 1 done, but some inputs were skipped (predict); 2 bad input,
+    settings or a refused write (one line names the key, file or path); 130/143 stopped."""
+    from salgl.atomic import WRITE_ERRNOS, write_error
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s", stream=sys.stderr)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code = COMMANDS[args.command](args)
     except SalglError as exc:
         print(f"salgl {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"salgl {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        print(f"salgl {args.command}: error: {write_error(exc.filename or '?', exc)}",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        stopped = isinstance(exc, Terminated)
+        print(f"salgl {args.command}: {'terminated' if stopped else 'interrupted'}; "
+              "finished outputs are kept, a training run resumes on the next start",
+              file=sys.stderr)
+        return 143 if stopped else 130
     return int(code or 0)
 
 

@@ -277,6 +277,11 @@ def load_predictions(path: str | Path) -> dict[str, np.ndarray | None]:
     path = Path(path)
     if not path.is_file():
         raise SalglError(f"{path}: predictions file not found")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"PK\x03\x04":  # every .npz is a zip archive
+        raise SalglError(f"{path}: not an .npz archive (expected a NumPy .npz with keys "
+                         "scores and targets, as `salgl evaluate` writes)")
     try:
         data = np.load(path, allow_pickle=False)
     except _READ_ERRORS as exc:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import sys
+from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import torch
@@ -20,28 +24,51 @@ log = logging.getLogger("salgl")
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 
 
-def collect_images(inputs: Sequence[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Expand files, folders (recursive) and .txt path lists; return images and skipped files."""
-    images: list[Path] = []
-    skipped: list[tuple[Path, str]] = []
+@dataclass
+class Inputs:
+    """What the PATH arguments expand to: images to label, inputs that failed, files ignored."""
+
+    images: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    ignored: Counter = field(default_factory=Counter)  # reason -> count, inside folders
+
+
+def _walk_folder(folder: Path, found: Inputs) -> None:
+    """Image files under ``folder`` by extension; everything else is only counted.
+
+    os.walk does not follow links to folders, so a link loop cannot recurse; a link to a
+    file is followed, and one that is broken or loops is counted as ignored.
+    """
+    for top, dirs, files in os.walk(folder, onerror=lambda _: found.ignored.update(
+            ["unreadable folders"])):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = Path(top) / name
+            if name.startswith("."):
+                found.ignored["hidden files"] += 1
+            elif path.suffix.lower() not in IMAGE_EXTENSIONS:
+                found.ignored["files without an image extension"] += 1
+            elif not path.is_file():
+                found.ignored["broken or looping links"] += 1
+            else:
+                found.images.append(path)
+
+
+def collect_images(inputs: Sequence[Path]) -> Inputs:
+    """Expand files, folders (recursive, image extensions only) and .txt path lists."""
+    found = Inputs()
     for item in inputs:
         if item.is_dir():
-            for path in sorted(p for p in item.rglob("*") if p.is_file()):
-                if any(part.startswith(".") for part in path.relative_to(item).parts):
-                    continue
-                if path.suffix.lower() in IMAGE_EXTENSIONS:
-                    images.append(path)
-                else:
-                    skipped.append((path, "not an image file"))
+            _walk_folder(item, found)
         elif item.suffix.lower() == ".txt" and item.is_file():
             for line in item.read_text(encoding="utf-8").splitlines():
                 if line.strip():
-                    images.append(Path(line.strip().split("\t")[0]))
+                    found.images.append(Path(line.strip().split("\t")[0]))
         elif item.exists():
-            images.append(item)
+            found.images.append(item)
         else:
-            skipped.append((item, "no such file or folder"))
-    return images, skipped
+            found.failed.append((item, "no such file or folder"))
+    return found
 
 
 class _ImageFiles(Dataset):
@@ -52,12 +79,14 @@ class _ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int):
-        from salgl.data.dataset import open_rgb
+        from salgl.data.decode import ImageReadError, open_rgb
 
         try:
             return index, self.transform(open_rgb(str(self.paths[index]))), None
-        except SalglError as exc:
-            return index, None, str(exc)
+        except ImageReadError as exc:
+            return index, None, exc.reason
+        except Exception as exc:  # one bad image must never cost the others their labels
+            return index, None, f"{type(exc).__name__}: {exc}"
 
 
 def _collate(batch):
@@ -69,7 +98,7 @@ def _collate(batch):
 
 def predict_batches(model, info, paths: list[Path], batch_size: int, device: torch.device,
                     progress: bool = True) -> Iterator[tuple]:
-    """Yield (path, scores, scene_probs) or (path, None, error) per image, in input order."""
+    """Yield (path, scores, scene_probs) or (path, None, reason) per image, in input order."""
     from tqdm import tqdm
 
     from salgl.evaluate import transform_for
@@ -92,6 +121,13 @@ def predict_batches(model, info, paths: list[Path], batch_size: int, device: tor
             bar.update(len(indices) + len(bad))
 
 
+def _say(text: str) -> None:
+    """A line on stderr that does not break a running progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(text, file=sys.stderr)
+
+
 def chosen_labels(scores: np.ndarray, labels: list[str], threshold: float,
                   topk: int | None) -> list[str]:
     order = np.argsort(-scores, kind="stable")
@@ -99,7 +135,36 @@ def chosen_labels(scores: np.ndarray, labels: list[str], threshold: float,
     return keep[:topk] if topk else keep
 
 
+def _write_records(out: TextIO, fmt: str, labels: list[str], results: Iterator[tuple],
+                   threshold: float, topk: int | None) -> int:
+    """Write one record per labelled image; report and count the ones that failed."""
+    writer = None
+    if fmt == "csv":
+        writer = csv.writer(out)
+        writer.writerow(["path", "labels", "scene", *labels])
+    failed = 0
+    for path, scores, scenes in results:
+        if scores is None:
+            failed += 1
+            _say(f"salgl predict: skipped {path}: {scenes}")
+            continue
+        names = chosen_labels(scores, labels, threshold, topk)
+        scene = int(np.argmax(scenes))
+        if writer is not None:
+            writer.writerow([str(path), ";".join(names), scene, *(f"{s:.6f}" for s in scores)])
+        else:
+            named = zip(labels, scores, strict=True)
+            record = {"path": str(path), "labels": names,
+                      "scores": {n: round(float(s), 6) for n, s in named},
+                      "scene": scene, "scene_probs": [round(float(p), 6) for p in scenes]}
+            out.write(json.dumps(record) + "\n")
+    return failed
+
+
 def predict_command(args) -> int:
+    """Exit code: 0 when every input was labelled, 1 when some were skipped (each named on
+    stderr with its reason); usage errors raise SalglError (exit 2)."""
+    from salgl.atomic import atomic_path
     from salgl.checkpoint import load_model
     from salgl.train import select_device
 
@@ -107,44 +172,36 @@ def predict_command(args) -> int:
         raise SalglError("--topk: must be at least 1")
     if not 0.0 <= args.threshold <= 1.0:
         raise SalglError("--threshold: must be within [0, 1]")
+    if args.batch_size < 1:
+        raise SalglError("--batch-size: must be at least 1")
     device = select_device(args.device)
     model, info = load_model(args.model, device)
     model.set_channels_last()
-    images, skipped = collect_images(args.paths)
-    for path, reason in skipped:
-        print(f"salgl predict: skipped {path}: {reason}", file=sys.stderr)
-    if not images:
+    found = collect_images(args.paths)
+    for path, reason in found.failed:
+        _say(f"salgl predict: skipped {path}: {reason}")
+    if found.ignored:
+        what = ", ".join(f"{n} {reason}" for reason, n in sorted(found.ignored.items()))
+        _say(f"salgl predict: ignored {sum(found.ignored.values())} file(s) in the folders "
+             f"given: {what}")
+    if not found.images:
         where = ", ".join(str(p) for p in args.paths)
         raise SalglError(f"no image files found in {where}")
-    out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
-    failed = len(skipped)
-    try:
-        writer = None
-        if args.format == "csv":
-            writer = csv.writer(out)
-            writer.writerow(["path", "labels", "scene", *info.labels])
-        for path, scores, scenes in predict_batches(model, info, images, args.batch_size, device,
-                                                     progress=not args.quiet):
-            if scores is None:
-                failed += 1
-                print(f"salgl predict: skipped {path}: {scenes}", file=sys.stderr)
-                continue
-            names = chosen_labels(scores, info.labels, args.threshold, args.topk)
-            scene = int(np.argmax(scenes))
-            if writer is not None:
-                writer.writerow([str(path), ";".join(names), scene,
-                                 *(f"{s:.6f}" for s in scores)])
-            else:
-                named = zip(info.labels, scores, strict=True)
-                record = {"path": str(path), "labels": names,
-                          "scores": {n: round(float(s), 6) for n, s in named},
-                          "scene": scene, "scene_probs": [round(float(p), 6) for p in scenes]}
-                out.write(json.dumps(record) + "\n")
-    finally:
-        if out is not sys.stdout:
-            out.close()
+    results = predict_batches(model, info, found.images, args.batch_size, device,
+                              progress=not args.quiet)
+    if args.output:
+        # A temporary sibling renamed into place when complete: a failed or concurrent run
+        # never leaves a cut-off file, and an earlier result stays until a new one is whole.
+        with atomic_path(args.output) as tmp, open(tmp, "w", encoding="utf-8",
+                                                   newline="") as out:
+            failed = _write_records(out, args.format, info.labels, results, args.threshold,
+                                    args.topk)
+    else:
+        failed = _write_records(sys.stdout, args.format, info.labels, results, args.threshold,
+                                args.topk)
+    failed += len(found.failed)
     if failed:
         log.warning("salgl predict: %d of %d inputs could not be labelled", failed,
-                    len(images) + len(skipped))
+                    len(found.images) + len(found.failed))
         return 1
     return 0

@@ -12,6 +12,8 @@ import copy
 import hashlib
 import json
 import logging
+import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,9 +48,11 @@ from salgl.step_in_backward import StepInBackward
 log = logging.getLogger(__name__)
 
 STATE_FILE = "last.safetensors"
+LIVE_STAGING = "live"  # DVCLive logs here, published to live_dir after each epoch
 STATE_NOTE = """Resume state of the train stage. While training runs, last.safetensors here holds
-everything needed to continue from the last finished epoch (it is removed when training ends
-and is never committed or pushed). This note keeps the folder, a DVC output, present in every
+everything needed to continue from the last finished epoch, and live/ the training curves
+that are copied to dvclive/ after each epoch (both are removed when training ends and are
+never committed or pushed). This note keeps the folder, a DVC output, present in every
 clone, so `dvc status` stays clean after `dvc pull`.
 """
 
@@ -75,6 +79,27 @@ def default_workers(device: torch.device) -> int:
     if device.type == "cuda":
         return max(1, min(16, cores - 1))
     return 1 if cores >= 2 else 0
+
+
+def check_batch(cfg: TrainConfig, train_images: int, list_file: Path, key: str) -> None:
+    """Refuse a batch larger than the training split, before anything is written."""
+    if cfg.batch_size > train_images:
+        raise SalglError(f"{key}.batch_size: {cfg.batch_size} is larger than the training "
+                         f"split ({train_images} images in {list_file}); lower it")
+
+
+def check_schedule(cfg: TrainConfig, steps_per_epoch: int, key: str) -> None:
+    """The one-cycle schedule's warm-up must last more than one optimiser step: at exactly
+    one, PyTorch's scheduler divides by zero, and below it skips the warm-up altogether."""
+    if cfg.warmup >= 1.0:
+        raise SalglError(f"{key}.warmup: must be below 1 (the schedule needs a decay phase)")
+    total = cfg.epochs * steps_per_epoch
+    need = math.floor(1 / cfg.warmup) + 1
+    if total < need:
+        raise SalglError(
+            f"{key}.epochs: {cfg.epochs} epoch(s) of {steps_per_epoch} step(s) make "
+            f"{total} optimiser steps, too few for the one-cycle schedule with warmup "
+            f"{cfg.warmup} (it needs at least {need}); raise epochs or lower batch_size")
 
 
 def model_config(cfg: TrainConfig, num_classes: int, embed_dim: int | None) -> SalglConfig:
@@ -134,6 +159,23 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
 
 
 @torch.no_grad()
+def match_param_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give loaded optimiser state the memory layout of its parameter.
+
+    State read from a file is contiguous, while a channels-last weight's moments were created
+    channels-last. The fused AdamW kernel then takes another code path with other rounding
+    (about 1e-5 after one epoch, growing from there), so a resumed run would drift from an
+    unbroken one. Copying each moment into a tensor laid out like its parameter keeps every
+    step bitwise the same.
+    """
+    for param, state in optimizer.state.items():
+        for name, value in state.items():
+            if (torch.is_tensor(value) and value.shape == param.shape
+                    and value.stride() != param.stride()):
+                state[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+
+
+@torch.no_grad()
 def predict_scores(model: torch.nn.Module, loader: DataLoader, device: torch.device,
                    amp: bool = False, progress: bool = False, desc: str = "predict"
                    ) -> tuple[np.ndarray, np.ndarray]:
@@ -180,6 +222,7 @@ class Trainer:
         self.name, self.cfg, self.data = name, cfg, data
         self.key = f"train.{name}"
         self.model_out, self.state_dir, self.live_dir = model_out, state_dir, live_dir
+        self.live_staging = state_dir / LIVE_STAGING
         self.dist: DistInfo = init_from_env(cfg.device)
         self.progress = progress and self.dist.main
         self.device = select_device(cfg.device)
@@ -190,6 +233,7 @@ class Trainer:
         if cfg.batch_size % self.dist.world:
             raise SalglError(f"{self.key}.batch_size: the global batch {cfg.batch_size} is not "
                              f"divisible by the {self.dist.world} processes")
+        check_batch(cfg, len(data.train), data.root / "train.tsv", self.key)
         check_images_exist(data.train.paths, data.root / "train.tsv")
         check_images_exist(data.test.paths, data.root / "test.tsv")
         self.vectors, self.embed_info = load_label_vectors(embed_dir, data.labels)
@@ -226,6 +270,7 @@ class Trainer:
         self.train_loader = self._loader(train=True)
         self.test_loader = self._loader(train=False)
         self.steps_per_epoch = len(self.train_loader)
+        check_schedule(cfg, self.steps_per_epoch, self.key)
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
             self.optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * self.steps_per_epoch,
             pct_start=cfg.warmup)
@@ -267,8 +312,14 @@ class Trainer:
         return tensors
 
     def _ensure_state_dir(self) -> None:
+        """The note that keeps the folder, minus temporary files a killed write left."""
         from salgl.atomic import write_text
 
+        for leftover in self.state_dir.glob(".*.tmp"):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
         note = self.state_dir / "README.txt"
         if not note.is_file() or note.read_text(encoding="utf-8") != STATE_NOTE:
             write_text(note, STATE_NOTE)
@@ -279,7 +330,8 @@ class Trainer:
         _, opt_structure = checkpoint.flatten_optimizer(self.optimizer.state_dict())
         meta = {"fingerprint": self.fingerprint, "epoch": epoch, "best_map": self.best_map,
                 "best_epoch": self.best_epoch, "stale": self.stale,
-                "optimizer": opt_structure, "scheduler": self.scheduler.state_dict()}
+                "optimizer": opt_structure, "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None}
         checkpoint.save_state(self.state_dir / STATE_FILE, self._state_tensors(), meta)
 
     def try_resume(self) -> bool:
@@ -298,7 +350,10 @@ class Trainer:
         self.optimizer.load_state_dict(checkpoint.unflatten_optimizer(
             {k: v.to(self.device) for k, v in tensors.items() if k.startswith("optimizer.")},
             meta["optimizer"]))
+        match_param_layout(self.optimizer)
         self.scheduler.load_state_dict(meta["scheduler"])
+        if meta.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(meta["scaler"])
         self.best_map, self.best_epoch = meta["best_map"], meta["best_epoch"]
         self.stale, self.start_epoch = meta["stale"], meta["epoch"] + 1
         if self.dist.main:
@@ -350,13 +405,13 @@ class Trainer:
                                          self.data.ignore))
 
     def run(self) -> TrainResult:
-        from salgl.logging_live import open_live
+        from salgl.logging_live import open_live, publish
 
         if self.dist.main:
             self._ensure_state_dir()
         self._barrier()
         resumed = self.try_resume()
-        live = (open_live(self.live_dir, resume=resumed)
+        live = (open_live(self.live_staging, self.start_epoch if resumed else 0, self.live_dir)
                 if self.live_dir and self.dist.main else None)
         cfg = self.cfg
         epoch = self.start_epoch - 1
@@ -389,6 +444,8 @@ class Trainer:
                     live.next_step()
                 stop = self.stale >= cfg.patience
                 self.save_state(epoch)
+                if live is not None:
+                    publish(self.live_staging, self.live_dir)
                 self._barrier()
                 if stop:
                     if self.dist.main:
@@ -400,6 +457,9 @@ class Trainer:
                 live.end()
         if self.dist.main:
             self.save_model()
+            if live is not None:
+                publish(self.live_staging, self.live_dir)
+            self.finish_state()
         self._barrier()
         return TrainResult(self.best_map, self.best_epoch, epoch + 1, self.start_epoch)
 
@@ -420,9 +480,11 @@ class Trainer:
             extra={"dataset": self.name, "best_test_mAP": self.best_map,
                    "best_epoch": self.best_epoch + 1, "embedding": self.embed_info.get("source"),
                    "train": to_dict(self.cfg)})
-        state = self.state_dir / STATE_FILE
-        if state.exists():
-            state.unlink()
+
+    def finish_state(self) -> None:
+        """A finished run leaves no resume state and no staged curves."""
+        (self.state_dir / STATE_FILE).unlink(missing_ok=True)
+        shutil.rmtree(self.live_staging, ignore_errors=True)
 
 
 def train(name: str, cfg: TrainConfig, data: PreparedDataset, embed_dir: Path, model_out: Path,

@@ -28,7 +28,7 @@ LABELS = ["cat", "dog", "traffic light", "teddy bear", "sofa", "cup"]
 def tiny_train_config(**changes) -> TrainConfig:
     settings = dict(backbone="resnet10t", backbone_stage=2, img_size=32, num_scenes=2,
                     attention_dim=8, encoder_ffn=16, epochs=1, batch_size=8, num_workers=0,
-                    lr=3e-3, ema_decay=0.9, patience=5)
+                    lr=3e-3, ema_decay=0.9, patience=5, warmup=0.6)
     settings.update(changes)
     return TrainConfig(**settings)
 

@@ -32,7 +32,8 @@ def error_line(result: subprocess.CompletedProcess) -> str:
 
 def tiny_params(path: Path, **train) -> Path:
     settings = dict(backbone="resnet10t", backbone_stage=2, img_size=32, num_scenes=2,
-                    attention_dim=8, encoder_ffn=16, epochs=1, batch_size=8, num_workers=0)
+                    attention_dim=8, encoder_ffn=16, epochs=1, batch_size=8, num_workers=0,
+                    warmup=0.6)
     settings.update(train)
     path.write_text(yaml.safe_dump({"datasets": ["fashion_scenes"],
                                     "train": {"fashion_scenes": settings}}), encoding="utf-8")
@@ -83,7 +84,7 @@ def test_missing_image_stops_before_training(tmp_path: Path) -> None:
 def test_undecodable_image_is_named_also_from_a_loader_worker(tmp_path: Path) -> None:
     prepared = make_prepared(tmp_path / "prepared", LABELS, n_train=8, n_test=4)
     emb = write_embeddings(prepared, tmp_path / "emb")
-    tiny_params(tmp_path / "params.yaml", num_workers=1)
+    tiny_params(tmp_path / "params.yaml", num_workers=1, batch_size=4)
     broken = prepared / "images" / "train_005.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n but then garbage")
     result = salgl(*train_args(tmp_path, prepared, emb))
@@ -124,7 +125,9 @@ def test_predict_labels_good_images_and_reports_bad_ones(tiny_run: TinyRun,
     for record in records:
         assert set(record["scores"]) == set(LABELS) and len(record["labels"]) == 2
         assert len(record["scene_probs"]) == 2 and record["scene"] in (0, 1)
-    assert "broken.png" in result.stderr and "notes.txt" in result.stderr
+    assert "broken.png" in result.stderr and "notes.txt" not in result.stderr
+    assert "ignored 1 file(s) in the folders given: 1 files without an image extension" in \
+        result.stderr
 
     csv_run = salgl("predict", str(tiny_run.model), str(folder / "a.png"), "--format", "csv")
     assert csv_run.returncode == 0

@@ -321,7 +321,7 @@ def test_load_predictions_missing_or_broken_file(tmp_path) -> None:
         load_predictions(tmp_path / "nope.npz")
     broken = tmp_path / "broken.npz"
     broken.write_bytes(b"not an archive")
-    with pytest.raises(SalglError, match="broken.npz: cannot read"):
+    with pytest.raises(SalglError, match="broken.npz: not an .npz archive"):
         load_predictions(broken)
 
 

@@ -37,7 +37,7 @@ def test_real_format_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyP
         name=name, prepare=RealDatasetConfig(raw=str(raw)),
         embed=EmbedConfig(source="glove", glove_path=str(glove(tmp_path / "glove.txt")),
                           word_map=VOC_MAP if name == "voc2007" else {}),
-        train=tiny_train_config(batch_size=2, img_size=32), evaluate=EvaluateConfig(),
+        train=tiny_train_config(batch_size=1, img_size=32), evaluate=EvaluateConfig(),
         plots=PlotsConfig())
     meta = run_prepare(params)
     assert meta["counts"]["train"]["images"] >= 2

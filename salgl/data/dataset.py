@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
+from salgl.data.decode import open_rgb
 from salgl.errors import SalglError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -56,17 +57,6 @@ def build_transform(img_size: int, normalization: str, train: bool, *, hflip: bo
             steps.append(T.RandAugment())
     steps += [T.ToTensor(), T.Normalize(mean, std)]
     return T.Compose(steps)
-
-
-def open_rgb(path: str) -> Image.Image:
-    """Decode an image as RGB, or fail naming the file."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except FileNotFoundError:
-        raise SalglError(f"{path}: image not found") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise SalglError(f"{path}: cannot decode image ({exc})") from None
 
 
 def check_images_exist(paths: Sequence[str], list_file: str | Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -76,6 +78,15 @@ def _is_transformer(name: str) -> bool:
     return name.split("_")[0] in {"vit", "deit", "deit3", "beit", "eva", "eva02"}
 
 
+def _pickle_refusal(exc: Exception) -> str:
+    """Why a pickle was refused, in our words: PyTorch's own message goes on to suggest
+    loading it with ``weights_only=False``, which would run whatever code the file holds."""
+    found = re.search(r"unsupported GLOBAL (\S+)", str(exc))
+    what = f" ({found.group(1)})" if found else ""
+    return (f"its pickle would build an object other than tensors{what}, which could run "
+            "code, so it is never loaded; ask for a safetensors file or a plain state dict")
+
+
 def read_state_dict(path: str | Path, key: str) -> dict[str, torch.Tensor]:
     """Tensors from a safetensors file, or a state dict loaded without running pickle code."""
     path = Path(path)
@@ -90,6 +101,9 @@ def read_state_dict(path: str | Path, key: str) -> dict[str, torch.Tensor]:
             raise SalglError(f"{path}: not a readable safetensors file ({exc})") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise SalglError(f"{path}: refused or unreadable weight file: {_pickle_refusal(exc)}"
+                         ) from None
     except Exception as exc:
         raise SalglError(f"{path}: refused or unreadable weight file ({str(exc).splitlines()[0]})"
                          ) from None
