@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from salgl import __version__
 from salgl.errors import SalglError
 
 log = logging.getLogger("salgl")
@@ -20,19 +21,58 @@ Scene-Aware Label Graph Learning (SALGL, ICCV 2023) for multi-label image classi
 
 Pipeline stages (what `dvc repro` runs, one per dataset, settings from params.yaml):
   prepare -> embed -> train -> evaluate -> plots
-Other tools: predict (label your own images), metrics (score a predictions file).
+Other tools: predict (label your own images), info (what a model file holds), metrics
+(score a predictions file), export (ONNX), import-official (released checkpoints).
 Run `salgl COMMAND --help` for each command's options."""
+
+
+OWN_DATA_HELP = """\
+your own images: name the dataset in params.yaml with a prepare block that has a format
+  prepare:
+    my_photos:
+      format: coco | csv | onehot
+      annotations: FILE (coco: also {train: F, val: F, test: F})
+      images: FOLDER (coco: also one per split)
+formats and their settings:
+  coco    any COCO-format JSON (Roboflow, CVAT, Label Studio exports); category ids in any
+          order, placeholder categories without annotations left out
+          keep_unannotated: false (images without annotations are dropped)
+  csv     an image column and a tags column
+          image_column: null (image, image_name, filename, file_name, file or path)
+          tags_column: null (tags, labels, label or categories)
+          tag_separator: ' ' (or ',', '|', ';'), extension: null (added to bare names)
+  onehot  an image column and one 0/1 column per label; -1 = uncertain, empty = missing
+          non_label_columns: [] (numeric columns that are not labels; text ones are skipped)
+          uncertain: ignore | positive | negative, missing: ignore | negative
+both tables: split_column: null (train/val/test per row)
+splits: the data's own, else stratified with val_fraction: 0.1, test_fraction: 0.2, seed: 0
+also: min_positives: 5 (warn below), strict: false (broken images are skipped)
+see README, "Train on your own images"."""
+
+
+SET_EXAMPLES = {"prepare": "seed=1", "embed": "dim=16", "train": "epochs=2",
+                "evaluate": "threshold=0.4", "plots": "top_labels=5"}
+
+
+MODEL_DEFAULT = "models/DATASET/model.safetensors"
+
+
+def _prepared_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prepared", type=Path, help="prepared dataset folder (default "
+                   "data/prepared/DATASET)")
 
 
 def _dataset_command(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text, description=help_text,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("dataset", help="fashion_scenes (embedded) | mscoco | voc2007 | nuswide")
+    p.add_argument("dataset", help="fashion_scenes (embedded) | mscoco | voc2007 | nuswide | "
+                   "a dataset of your own with prepare.<name>.format in the params file")
     p.add_argument("--params", type=Path, default=Path("params.yaml"),
                    help="params file to read settings from (default: params.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help=f"override a {name} setting of this dataset, e.g. --set epochs=2 "
-                        "(validated like params.yaml; repeatable)")
+                   help=f"override one of this dataset's {name} settings ({name}.<dataset>.KEY "
+                        f"in params.yaml), e.g. --set {SET_EXAMPLES[name]} (validated like "
+                        "params.yaml; repeatable)")
     return p
 
 
@@ -40,10 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="salgl", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    parser.add_argument("--version", action="version", version=f"salgl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = _dataset_command(sub, "prepare", "Write a dataset in the prepared format "
-                         "(labels.txt, train.tsv, test.tsv, meta.json).")
+                         "(labels.txt, train.tsv, val.tsv, test.tsv, meta.json).")
+    p.epilog = OWN_DATA_HELP
     p.add_argument("--raw", type=Path, help="the dataset's own folder (fashion_scenes: a folder "
                    "with Fashion-MNIST IDX files)")
     p.add_argument("--out", type=Path, help="output folder (default data/prepared/DATASET)")
@@ -52,14 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _dataset_command(sub, "embed", "Make label vectors (GloVe file, a GloVe fit to the "
                          "training label co-occurrence, or random).")
-    p.add_argument("--prepared", type=Path, help="prepared dataset folder")
+    _prepared_option(p)
     p.add_argument("--out", type=Path, help="output folder (default data/embeddings/DATASET)")
 
-    p = _dataset_command(sub, "train", "Train SALGL (AdamW + OneCycle, EMA, early stopping on "
-                         "test mAP); resumes a killed run from its last finished epoch.")
-    p.add_argument("--prepared", type=Path)
-    p.add_argument("--embeddings", type=Path, help="folder with vectors.npy and info.json")
-    p.add_argument("--out", type=Path, help="model file (default models/DATASET/model.safetensors)")
+    p = _dataset_command(sub, "train", "Train SALGL (AdamW + OneCycle, EMA, epoch selection "
+                         "and early stopping on validation mAP, per-label thresholds "
+                         "calibrated on the validation split); resumes a killed run from its "
+                         "last finished epoch.")
+    _prepared_option(p)
+    p.add_argument("--embeddings", type=Path, help="folder with vectors.npy and info.json "
+                   "(default data/embeddings/DATASET)")
+    p.add_argument("--out", type=Path, help=f"model file (default {MODEL_DEFAULT})")
     p.add_argument("--state", type=Path, help="resume-state folder (default state/DATASET)")
     p.add_argument("--live", type=Path, help="DVCLive folder (default dvclive/DATASET)")
     p.add_argument("--processes", type=int, default=1, metavar="N",
@@ -68,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _dataset_command(sub, "evaluate", "Score a model on the test split: metrics JSON, "
                          "per-label AP table, saved predictions.")
-    p.add_argument("--model", type=Path)
-    p.add_argument("--prepared", type=Path)
+    p.add_argument("--model", type=Path, help=f"model file (default {MODEL_DEFAULT})")
+    _prepared_option(p)
     p.add_argument("--metrics", type=Path, help="metrics JSON (default metrics/DATASET.json)")
     p.add_argument("--eval-dir", type=Path, help="tables folder (default plots/DATASET/eval)")
     p.add_argument("--predictions", type=Path,
@@ -77,9 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _dataset_command(sub, "plots", "Draw the figures: training curves, per-label AP, "
                          "precision-recall, per-scene co-occurrence heatmaps and label clouds.")
-    p.add_argument("--model", type=Path, help="model file whose scene memory is drawn")
-    p.add_argument("--prepared", type=Path)
-    p.add_argument("--predictions", type=Path)
+    p.add_argument("--model", type=Path, help="model file whose scene memory is drawn "
+                   f"(default {MODEL_DEFAULT}; a model alone draws only the figures of its "
+                   "memory)")
+    _prepared_option(p)
+    p.add_argument("--predictions", type=Path, help="predictions npz of the evaluate stage "
+                   "(default data/predictions/DATASET.npz)")
     p.add_argument("--out", type=Path, help="figures folder (default plots/DATASET/figures)")
 
     p = sub.add_parser("predict", help="Label your own images with a trained model.",
@@ -90,12 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
                        "skipped; the exit code is then 1.")
     p.add_argument("model", type=Path, help="a model.safetensors written by salgl")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    p.add_argument("--threshold", type=float, default=0.5, help="label cut-off (default 0.5)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="one label cut-off for every label (default: the per-label cut-offs "
+                   "calibrated on the validation split and stored in the model file; 0.5 for "
+                   "a model without them)")
     p.add_argument("--topk", type=int, default=None, help="keep at most K labels per image")
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     p.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass "
+                   "(default 32)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto: CUDA when present (default)")
 
     p = sub.add_parser("import-official", help="Convert an authors' released checkpoint into "
                        "our model file.", description="Read EXP_DIR/config.yaml and "
@@ -125,8 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", type=Path, required=True, metavar="OUT.onnx")
     p.add_argument("--opset", type=int, default=18)
 
+    p = sub.add_parser("info", help="Show what a model file holds.",
+                       description="Print a model file's card: architecture, labels, the "
+                       "data it was trained on (fingerprint), the selected epoch and its "
+                       "metrics, and the calibrated thresholds. Reads metadata only.")
+    p.add_argument("model", type=Path, help="a model.safetensors written by salgl")
+    p.add_argument("--json", action="store_true", help="print the card as JSON")
+
     p = sub.add_parser("metrics", help="Compute the evaluation metrics of a predictions file.",
-                       description="Print method.md's metrics as JSON for an .npz holding "
+                       description="Print the evaluation metrics (docs/contract/method.md) "
+                       "as JSON for an .npz holding "
                        "`scores` and `targets` (images x labels), optional `ignore` and "
                        "`scene_probs`.")
     p.add_argument("predictions", type=Path)
@@ -154,7 +215,7 @@ def _dataset_params(args: argparse.Namespace, stage: str):
         section = dict((params.get(stage) or {}).get(args.dataset) or {})
         section.update(_overrides(args.overrides))
         params = {**params, stage: {**(params.get(stage) or {}), args.dataset: section}}
-    return dataset_params(params, args.dataset)
+    return dataset_params(params, args.dataset, stage)
 
 
 def _cmd_prepare(args):
@@ -230,6 +291,15 @@ def _cmd_export(args):
              summary["labels"], summary["img_size"], args.onnx)
 
 
+def _cmd_info(args):
+    import json
+
+    from salgl.model_card import card_text, model_card
+
+    card = model_card(args.model)
+    print(json.dumps(card, indent=2) if args.json else card_text(card))
+
+
 def _cmd_metrics(args):
     import json
 
@@ -240,7 +310,7 @@ def _cmd_metrics(args):
 
 COMMANDS = {"prepare": _cmd_prepare, "embed": _cmd_embed, "train": _cmd_train,
             "evaluate": _cmd_evaluate, "plots": _cmd_plots, "predict": _cmd_predict,
-            "metrics": _cmd_metrics, "import-official": _cmd_import_official,
+            "metrics": _cmd_metrics, "info": _cmd_info, "import-official": _cmd_import_official,
             "evaluate-official": _cmd_evaluate_official, "export": _cmd_export}
 
 
@@ -250,6 +320,18 @@ def one_line(error: BaseException) -> str:
     if "Original Traceback" in text:
         text = text.splitlines()[-1].split(": ", 1)[-1]
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def configure_logging(quiet: bool) -> None:
+    """Our messages on stderr; other libraries' loggers are left as they are (the root
+    logger is not touched, so their INFO chatter stays off)."""
+    logger = logging.getLogger("salgl")
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    if not any(getattr(h, "salgl", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.salgl = True
+        logger.addHandler(handler)
 
 
 class Terminated(KeyboardInterrupt):
@@ -266,8 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from salgl.atomic import WRITE_ERRNOS, write_error
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(message)s", stream=sys.stderr)
+    configure_logging(args.quiet)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:

@@ -49,6 +49,8 @@ class FashionScenesConfig:
                                  doc="chance the background has its scene's own style")
     occlusion: float = _f(0.3, lo=0.0, hi=1.0, doc="chance an item is partly covered")
     noise: float = _f(0.08, lo=0.0, hi=1.0, doc="std of additive pixel noise (0..1 scale)")
+    val_fraction: float = _f(0.1, lo=0.0, hi=0.9, doc="share of the training images set "
+                             "aside as the validation split (0 = none)")
     seed: int = _f(0, lo=0)
 
     def check(self, where: str) -> None:
@@ -63,6 +65,56 @@ class RealDatasetConfig:
 
     raw: str | None = _f(None, doc="the dataset's own folder; null = data/raw/<dataset>")
     strict: bool = _f(False, doc="a missing or broken image is an error instead of skipped")
+    val_fraction: float = _f(0.1, lo=0.0, hi=0.9, doc="share of the training data carved "
+                             "out as the validation split (0 = none, the paper's full "
+                             "training set)")
+    seed: int = _f(0, lo=0, doc="seed of the validation carve")
+
+
+FORMATS = ("coco", "csv", "onehot")
+
+
+@dataclass(frozen=True)
+class OwnDatasetConfig:
+    """A user's own image collection: a COCO-format export, a tag table or a one-hot table."""
+
+    format: str = _f("coco", choices=FORMATS, doc="coco | csv | onehot")
+    annotations: str | dict | None = _f(None, doc="the annotation file, or {train: F, val: F, "
+                                        "test: F} (coco) / the table (csv, onehot)")
+    images: str | dict | None = _f(None, doc="the image folder, or one per split (coco)")
+    keep_unannotated: bool = _f(False, doc="coco: keep images without annotations as "
+                                "all-negative (default: drop them, as for MS-COCO)")
+    image_column: str | None = _f(None, doc="csv/onehot: null = image, image_name, filename, "
+                                  "file_name, file or path")
+    tags_column: str | None = _f(None, doc="csv: null = tags, labels, label or categories")
+    tag_separator: str = _f(" ", doc="csv: what separates tags in a cell (space, ',', '|', ';')")
+    extension: str | None = _f(None, doc="csv/onehot: added to image names without one")
+    split_column: str | None = _f(None, doc="csv/onehot: a column saying train/val/test")
+    non_label_columns: list = _f([], doc="onehot: numeric columns that are not labels")
+    uncertain: str = _f("ignore", choices=("positive", "negative", "ignore"),
+                        doc="onehot: what a -1 cell means")
+    missing: str = _f("ignore", choices=("ignore", "negative"),
+                      doc="onehot: what an empty cell means")
+    val_fraction: float = _f(0.1, lo=0.0, hi=0.9, doc="validation share when the data has "
+                             "no val split (stratified, from train)")
+    test_fraction: float = _f(0.2, lo=0.0, hi=0.9, doc="test share when the data has no "
+                              "splits at all (stratified)")
+    seed: int = _f(0, lo=0)
+    min_positives: int = _f(5, lo=1, doc="labels with fewer training positives get a warning")
+    strict: bool = _f(False, doc="a broken image is an error instead of skipped")
+
+    def check(self, where: str) -> None:
+        for key in ("annotations", "images"):
+            value = getattr(self, key)
+            if value is None:
+                raise SalglError(f"{where}.{key}: required for format {self.format}")
+            if isinstance(value, dict):
+                if self.format != "coco" and key == "annotations":
+                    raise SalglError(f"{where}.{key}: one table for format {self.format} "
+                                     "(give its splits in split_column)")
+                bad = sorted(set(value) - {"train", "val", "valid", "validation", "test"})
+                if bad:
+                    raise SalglError(f"{where}.{key}.{bad[0]}: not a split (train, val, test)")
 
 
 @dataclass(frozen=True)
@@ -113,12 +165,18 @@ class TrainConfig:
     weight_decay: float = _f(1e-2, lo=0.0)
     warmup: float = _f(0.2, lo=0.0, hi=1.0, lo_open=True)
     epochs: int = _f(80, lo=1)
-    patience: int = _f(10, lo=1, doc="epochs without a better test mAP before stopping")
+    patience: int = _f(10, lo=1, doc="epochs without a better selection mAP before stopping")
+    select_on: str = _f("val", choices=("val", "test"),
+                        doc="split whose mAP picks the epoch and stops early; test is the "
+                        "paper's protocol and makes the reported test mAP optimistic")
     batch_size: int = _f(128, lo=1)
     ema_decay: float = _f(0.9997, lo=0.0, hi=1.0)
     hflip: bool = _f(True)
     cutout: bool = _f(True)
     randaugment: bool = _f(True)
+    augment: str = _f("released", choices=("released", "torchvision"),
+                      doc="RandAugment policy: the authors' (2 of 15 ops, each with p 0.5, "
+                      "magnitude 1..9 of 10) or torchvision's RandAugment()")
     num_workers: int | None = _f(None, lo=0, doc="null = chosen from the CPU cores")
     device: str = _f("auto", choices=("auto", "cpu", "cuda"))
     amp: bool = _f(True, doc="autocast on CUDA")
@@ -227,8 +285,10 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
     raise SalglError(f"{key}: expected {_type_name(tp)}, got {shown}")
 
 
-def parse(cls: type[T], data: Any, where: str) -> T:
-    """Build settings class ``cls`` from a mapping, naming ``where.key`` on any error."""
+def parse(cls: type[T], data: Any, where: str, check: bool = True) -> T:
+    """Build settings class ``cls`` from a mapping, naming ``where.key`` on any error;
+    ``check`` runs the class's own cross-field check too (the backbone name, for training:
+    that one imports timm, so stages other than train leave it to the train stage)."""
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -258,9 +318,9 @@ def parse(cls: type[T], data: Any, where: str) -> T:
                 raise SalglError(f"{key}: must be at most {hi}, got {value}")
         values[f.name] = value
     settings = cls(**values)
-    check = getattr(settings, "check", None)
-    if check is not None:
-        check(where)
+    own_check = getattr(settings, "check", None)
+    if check and own_check is not None:
+        own_check(where)
     return settings
 
 
@@ -274,6 +334,7 @@ class DatasetParams:
     train: TrainConfig
     evaluate: EvaluateConfig
     plots: PlotsConfig
+    image_root: str | None = None  # image_roots.<dataset>: where the images are, if moved
 
 
 PREPARE_CONFIGS: dict[str, type] = {"fashion_scenes": FashionScenesConfig,
@@ -307,23 +368,41 @@ def _section(params: Mapping, stage: str, dataset: str) -> Any:
     return group.get(dataset, {})
 
 
-def dataset_params(params: Mapping, dataset: str) -> DatasetParams:
-    """Validated settings of ``dataset`` from a loaded params mapping."""
-    if dataset not in DATASETS:
-        raise SalglError(f"unknown dataset {dataset!r} (known: {', '.join(DATASETS)})")
-    prepare_cls = PREPARE_CONFIGS.get(dataset)
+def dataset_params(params: Mapping, dataset: str, stage: str | None = None) -> DatasetParams:
+    """Validated settings of ``dataset`` from a loaded params mapping. With ``stage``, the
+    training settings' backbone check (which imports timm, seconds) runs only for train."""
     prepare_raw = _section(params, "prepare", dataset)
+    if dataset not in DATASETS and not (isinstance(prepare_raw, Mapping)
+                                        and "format" in prepare_raw):
+        raise SalglError(f"unknown dataset {dataset!r} (built in: {', '.join(DATASETS)}; for "
+                         f"your own images add prepare.{dataset} with a format: "
+                         f"{', '.join(FORMATS)})")
+    prepare_cls = PREPARE_CONFIGS.get(dataset, OwnDatasetConfig)
     prepare = (parse(prepare_cls, prepare_raw, f"prepare.{dataset}") if prepare_cls
                else prepare_raw)
     return DatasetParams(
         name=dataset,
         prepare=prepare,
         embed=parse(EmbedConfig, _section(params, "embed", dataset), f"embed.{dataset}"),
-        train=parse(TrainConfig, _section(params, "train", dataset), f"train.{dataset}"),
+        train=parse(TrainConfig, _section(params, "train", dataset), f"train.{dataset}",
+                    check=stage in (None, "train")),
         evaluate=parse(EvaluateConfig, _section(params, "evaluate", dataset),
                        f"evaluate.{dataset}"),
         plots=parse(PlotsConfig, _section(params, "plots", dataset), f"plots.{dataset}"),
+        image_root=_image_root(params, dataset),
     )
+
+
+def _image_root(params: Mapping, dataset: str) -> str | None:
+    """``image_roots.<dataset>``: a location, not a setting (results do not depend on it), so
+    stages read it without declaring it to DVC."""
+    roots = params.get("image_roots") or {}
+    if not isinstance(roots, Mapping):
+        raise SalglError("image_roots: expected a mapping of dataset names to folders")
+    value = roots.get(dataset)
+    if value is not None and not isinstance(value, str):
+        raise SalglError(f"image_roots.{dataset}: expected a folder path")
+    return value
 
 
 def to_dict(settings: Any) -> dict[str, Any]:

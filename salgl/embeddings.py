@@ -9,7 +9,6 @@ vectors even with no word vectors at hand. It is deterministic for a seed.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,10 +19,13 @@ from salgl.errors import SalglError
 
 
 def label_words(label: str, word_map: dict) -> list[str]:
-    """Words whose vectors average into the label's: multi-word and hyphenated names split."""
+    """Words whose vectors average into the label's: multi-word, hyphenated, snake_case and
+    CamelCase names split (``traffic_light`` and ``TrafficLight`` read "traffic light")."""
+    from salgl.data.formats.collection import embeddable_name
+
     mapped = word_map.get(label, label)
     text = " ".join(mapped) if isinstance(mapped, list) else str(mapped)
-    return [w for w in re.split(r"[\s\-_/]+", text.lower()) if w]
+    return embeddable_name(text).split()
 
 
 def read_glove(path: str | Path, needed: set[str]) -> tuple[dict[str, np.ndarray], int]:

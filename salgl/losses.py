@@ -9,8 +9,10 @@ from torch import nn
 
 
 def asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, gamma_neg: float = 2.0,
-                    gamma_pos: float = 0.0, clip: float = 0.0, eps: float = 1e-5) -> torch.Tensor:
-    """ASL on sigmoid probabilities, reduced as sum / B / C * 1000 (the released scale)."""
+                    gamma_pos: float = 0.0, clip: float = 0.0, eps: float = 1e-5,
+                    valid: torch.Tensor | None = None) -> torch.Tensor:
+    """ASL on sigmoid probabilities, reduced as sum / B / C * 1000 (the released scale);
+    pairs where ``valid`` is False (unscored annotations) add nothing."""
     targets = targets.to(torch.float32)
     q = torch.sigmoid(logits.float())
     q_neg = 1 - q
@@ -23,6 +25,8 @@ def asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, gamma_neg: floa
             gamma = gamma_pos * targets + gamma_neg * (1 - targets)
             weight = torch.pow(1 - q_t, gamma)
         loss = loss * weight
+    if valid is not None:
+        loss = loss * valid
     b, c = logits.shape
     return -loss.sum() / b / c * 1000
 
@@ -55,9 +59,9 @@ class SalglCriterion(nn.Module):
         self.gather = None
         self.world = 1
 
-    def forward(self, outputs: dict[str, torch.Tensor], targets: torch.Tensor
-                ) -> dict[str, torch.Tensor]:
-        terms = {"asl": asymmetric_loss(outputs["logits"], targets, **self.asl)}
+    def forward(self, outputs: dict[str, torch.Tensor], targets: torch.Tensor,
+                valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        terms = {"asl": asymmetric_loss(outputs["logits"], targets, **self.asl, valid=valid)}
         probs = outputs["scene_probs"]
         terms["scene_sample"] = entropy(probs).mean()
         if self.gather is not None and self.world > 1:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from salgl.atomic import atomic_dir, write_json
-from salgl.config import DatasetParams
+from salgl.config import DatasetParams, OwnDatasetConfig
 
 log = logging.getLogger("salgl")
 
@@ -60,6 +60,10 @@ class DatasetPaths:
         return Path("plots") / self.name / "figures"
 
     @property
+    def training_curves(self) -> Path:
+        return Path("plots") / self.name / "training_curves.png"
+
+    @property
     def scene_match(self) -> Path:
         return Path("metrics") / f"{self.name}_scenes.json"
 
@@ -73,11 +77,16 @@ def run_prepare(params: DatasetParams, out: Path | None = None, raw: Path | None
 
         cfg = params.prepare if raw is None else replace(params.prepare, source=str(raw))
         meta = prepare_fashion_scenes(cfg, out)
+    elif isinstance(params.prepare, OwnDatasetConfig):
+        from salgl.data.own import prepare_own
+
+        meta = prepare_own(params.name, params.prepare, out)
     else:
         from salgl.data.real import prepare_real
 
         root = raw or Path(params.prepare.raw or Path("data/raw") / params.name)
-        meta = prepare_real(params.name, Path(root), out, strict=params.prepare.strict)
+        meta = prepare_real(params.name, Path(root), out, strict=params.prepare.strict,
+                            val_fraction=params.prepare.val_fraction, seed=params.prepare.seed)
     log.info("prepared %s into %s", params.name, out)
     return meta
 
@@ -90,7 +99,7 @@ def run_embed(params: DatasetParams, prepared: Path | None = None, out: Path | N
     from salgl.embeddings import make_embeddings
 
     paths = DatasetPaths(params.name)
-    data = load_prepared(prepared or paths.prepared)
+    data = load_prepared(prepared or paths.prepared, images=False)
     vectors, info = make_embeddings(data.labels, data.train.targets, params.embed,
                                     f"embed.{params.name}")
     with atomic_dir(out or paths.embeddings) as tmp:
@@ -108,13 +117,14 @@ def run_train(params: DatasetParams, prepared: Path | None = None, embeddings: P
     from salgl.train import train
 
     paths = DatasetPaths(params.name)
-    data = load_prepared(prepared or paths.prepared)
+    data = load_prepared(prepared or paths.prepared, image_root=params.image_root)
     result = train(params.name, params.train, data, embeddings or paths.embeddings,
                    model_out or paths.model, state or paths.state,
                    live if live is not None else paths.live, progress)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
-        log.info("trained %s: best test mAP %.4f at epoch %d -> %s", params.name,
-                 result.best_map, result.best_epoch + 1, model_out or paths.model)
+        log.info("trained %s: selected epoch %d on %s (mAP %.4f) -> %s", params.name,
+                 result.best_epoch + 1, result.selected_on, result.best_map,
+                 model_out or paths.model)
     return result
 
 
@@ -125,7 +135,7 @@ def run_evaluate(params: DatasetParams, model: Path | None = None, prepared: Pat
     from salgl.evaluate import evaluate_model, write_evaluation
 
     paths = DatasetPaths(params.name)
-    data = load_prepared(prepared or paths.prepared)
+    data = load_prepared(prepared or paths.prepared, image_root=params.image_root)
     ev = evaluate_model(model or paths.model, data, params.evaluate.threshold,
                         params.evaluate.batch_size, params.train.device, progress)
     write_evaluation(ev, metrics or paths.metrics, eval_dir or paths.eval_dir,
@@ -166,6 +176,7 @@ def run_plots(params: DatasetParams, model: Path | None = None, prepared: Path |
         predictions or paths.predictions, (eval_dir or paths.eval_dir) / "per_label_ap.csv",
         model_obj.cooccurrence.numpy(), (live or paths.live) / "plots" / "metrics",
         out or paths.figures, scenes if scenes.is_file() else None,
+        curves_png=(out / "training_curves.png") if out else paths.training_curves,
         **_figure_settings(params))
     match = summary.get("scene_match")
     if match is not None:
@@ -176,6 +187,10 @@ def run_plots(params: DatasetParams, model: Path | None = None, prepared: Path |
         scene_summary = {"note": "this dataset has no hidden scene annotation"}
     write_json(scene_match or paths.scene_match, scene_summary)
     log.info("%s: %d figures in %s", params.name, len(summary["figures"]), out or paths.figures)
+    log.info("%s results: metrics in %s and %s, figures in %s, model in %s; `dvc plots show` "
+             "draws the interactive plots into dvc_plots/index.html", params.name,
+             paths.metrics, scene_match or paths.scene_match, out or paths.figures,
+             model or paths.model)
     return summary
 
 
@@ -190,7 +205,7 @@ def run_evaluate_official(name: str, cfg, params: DatasetParams, progress: bool 
     model_path = Path("models/official") / f"{name}.safetensors"
     labels = Path(cfg.labels) if cfg.labels else paths.prepared / "labels.txt"
     import_official(cfg.dir, labels, model_path)
-    data = load_prepared(paths.prepared)
+    data = load_prepared(paths.prepared, image_root=params.image_root)
     ev = evaluate_model(model_path, data, cfg.threshold, cfg.batch_size, "auto", progress)
     eval_dir = Path("plots/official") / name
     predictions = Path("data/predictions/official") / f"{name}.npz"

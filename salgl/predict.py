@@ -128,20 +128,46 @@ def _say(text: str) -> None:
     tqdm.write(text, file=sys.stderr)
 
 
-def chosen_labels(scores: np.ndarray, labels: list[str], threshold: float,
+def chosen_labels(scores: np.ndarray, labels: list[str], threshold: float | np.ndarray,
                   topk: int | None) -> list[str]:
+    """Labels at or above their cut (one for all, or one per label), highest score first."""
+    cuts = np.broadcast_to(np.asarray(threshold, dtype=np.float64), scores.shape)
     order = np.argsort(-scores, kind="stable")
-    keep = [labels[i] for i in order if scores[i] >= threshold]
+    keep = [labels[i] for i in order if scores[i] >= cuts[i]]
     return keep[:topk] if topk else keep
 
 
+def label_cuts(info, threshold: float | None, model_path: Path) -> float | np.ndarray:
+    """--threshold when given, else the per-label cuts calibrated on the validation split
+    at training time, else 0.5 (models without a validation split, imported checkpoints)."""
+    from salgl.calibration import check_thresholds
+
+    if threshold is not None:
+        return threshold
+    stored = info.extra.get("thresholds")
+    if stored is None:
+        log.info("salgl predict: %s has no calibrated thresholds; cutting at 0.5", model_path)
+        return 0.5
+    return check_thresholds(stored, len(info.labels), f"{model_path}: thresholds")
+
+
+def scene_top_labels(cooccurrence: np.ndarray, labels: list[str], k: int = 3
+                     ) -> list[list[str]]:
+    """Each learned scene's k labels whose occurrences fall most into it (the diagonal of
+    the scene memory, normalised over scenes): a name a person can read beside the index."""
+    counts = np.diagonal(np.asarray(cooccurrence, dtype=np.float64), axis1=1, axis2=2)
+    shares = counts / np.maximum(counts.sum(axis=0, keepdims=True), 1e-12)
+    return [[labels[i] for i in np.argsort(-row, kind="stable")[:k]] for row in shares]
+
+
 def _write_records(out: TextIO, fmt: str, labels: list[str], results: Iterator[tuple],
-                   threshold: float, topk: int | None) -> int:
+                   threshold: float | np.ndarray, topk: int | None,
+                   scene_labels: list[list[str]]) -> int:
     """Write one record per labelled image; report and count the ones that failed."""
     writer = None
     if fmt == "csv":
         writer = csv.writer(out)
-        writer.writerow(["path", "labels", "scene", *labels])
+        writer.writerow(["path", "labels", "scene", "scene_top_labels", *labels])
     failed = 0
     for path, scores, scenes in results:
         if scores is None:
@@ -151,12 +177,14 @@ def _write_records(out: TextIO, fmt: str, labels: list[str], results: Iterator[t
         names = chosen_labels(scores, labels, threshold, topk)
         scene = int(np.argmax(scenes))
         if writer is not None:
-            writer.writerow([str(path), ";".join(names), scene, *(f"{s:.6f}" for s in scores)])
+            writer.writerow([str(path), ";".join(names), scene, ";".join(scene_labels[scene]),
+                             *(f"{s:.6f}" for s in scores)])
         else:
             named = zip(labels, scores, strict=True)
             record = {"path": str(path), "labels": names,
                       "scores": {n: round(float(s), 6) for n, s in named},
-                      "scene": scene, "scene_probs": [round(float(p), 6) for p in scenes]}
+                      "scene": scene, "scene_top_labels": scene_labels[scene],
+                      "scene_probs": [round(float(p), 6) for p in scenes]}
             out.write(json.dumps(record) + "\n")
     return failed
 
@@ -170,13 +198,15 @@ def predict_command(args) -> int:
 
     if args.topk is not None and args.topk < 1:
         raise SalglError("--topk: must be at least 1")
-    if not 0.0 <= args.threshold <= 1.0:
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise SalglError("--threshold: must be within [0, 1]")
     if args.batch_size < 1:
         raise SalglError("--batch-size: must be at least 1")
     device = select_device(args.device)
     model, info = load_model(args.model, device)
     model.set_channels_last()
+    cuts = label_cuts(info, args.threshold, args.model)
+    scene_labels = scene_top_labels(model.cooccurrence.cpu().numpy(), info.labels)
     found = collect_images(args.paths)
     for path, reason in found.failed:
         _say(f"salgl predict: skipped {path}: {reason}")
@@ -194,11 +224,11 @@ def predict_command(args) -> int:
         # never leaves a cut-off file, and an earlier result stays until a new one is whole.
         with atomic_path(args.output) as tmp, open(tmp, "w", encoding="utf-8",
                                                    newline="") as out:
-            failed = _write_records(out, args.format, info.labels, results, args.threshold,
-                                    args.topk)
+            failed = _write_records(out, args.format, info.labels, results, cuts, args.topk,
+                                    scene_labels)
     else:
-        failed = _write_records(sys.stdout, args.format, info.labels, results, args.threshold,
-                                args.topk)
+        failed = _write_records(sys.stdout, args.format, info.labels, results, cuts, args.topk,
+                                scene_labels)
     failed += len(found.failed)
     if failed:
         log.warning("salgl predict: %d of %d inputs could not be labelled", failed,

@@ -1,4 +1,8 @@
-"""The training loop: AdamW + OneCycle, EMA, early stopping on test mAP, resumable, DVCLive.
+"""The training loop: AdamW + OneCycle, EMA, selection and early stopping on validation mAP,
+per-label thresholds calibrated on the validation split, resumable, DVCLive.
+
+With ``select_on: val`` (the default) the test split is never read here: the evaluate stage
+scores it once, with the selected weights. ``select_on: test`` is the paper's protocol.
 
 Resume: after every epoch the whole training state (model, EMA, best EMA weights, optimiser,
 scheduler, counters) goes to ``state_dir/last.safetensors`` under a fingerprint of the settings
@@ -14,6 +18,7 @@ import json
 import logging
 import math
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +34,7 @@ from salgl.data.dataset import (
     check_images_exist,
     normalization_stats,
 )
-from salgl.data.prepared import PreparedDataset
+from salgl.data.prepared import PreparedDataset, Split
 from salgl.distributed import (
     DistInfo,
     broadcast_state,
@@ -59,10 +64,20 @@ clone, so `dvc status` stays clean after `dvc pull`.
 
 @dataclass
 class TrainResult:
-    best_map: float
+    best_map: float  # mAP on the selection split (val, or test under the paper's protocol)
     best_epoch: int
     epochs_run: int
     resumed_from: int
+    selected_on: str = "val"
+    val_map: float | None = None
+
+
+def autocast_dtype(amp: bool, device: torch.device) -> torch.dtype | None:
+    """The precision training runs in, and evaluation with it: bf16 where the GPU has it,
+    else fp16, on CUDA with ``amp``; None (fp32) otherwise."""
+    if not amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def select_device(setting: str) -> torch.device:
@@ -131,10 +146,17 @@ def load_label_vectors(embed_dir: Path, labels: list[str]) -> tuple[np.ndarray, 
 def fingerprint(cfg: TrainConfig, data: PreparedDataset, vectors: np.ndarray) -> str:
     """Identifies settings + data, so resume state from another run is never reused."""
     h = hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode())
-    h.update("\n".join(data.labels).encode())
-    h.update("\n".join(data.train.paths).encode())
-    h.update(data.train.targets.tobytes())
+    h.update(data_fingerprint(data).encode())
     h.update(np.ascontiguousarray(vectors).tobytes())
+    return h.hexdigest()
+
+
+def data_fingerprint(data: PreparedDataset) -> str:
+    """The labels and the training and validation splits (names, targets, unscored pairs):
+    the same prepared data gives the same value on any machine."""
+    h = hashlib.sha256("\n".join(data.labels).encode())
+    for split in (data.train, data.val):
+        h.update(split.fingerprint().encode() if split is not None else b"-")
     return h.hexdigest()
 
 
@@ -177,26 +199,27 @@ def match_param_layout(optimizer: torch.optim.Optimizer) -> None:
 
 @torch.no_grad()
 def predict_scores(model: torch.nn.Module, loader: DataLoader, device: torch.device,
-                   amp: bool = False, progress: bool = False, desc: str = "predict"
-                   ) -> tuple[np.ndarray, np.ndarray]:
+                   dtype: torch.dtype | None = None, progress: bool = False,
+                   desc: str = "predict") -> tuple[np.ndarray, np.ndarray]:
     """Sigmoid scores (N, C) and scene probabilities (N, S) in dataset order."""
 
-    scores, scenes, _ = predict_with_indices(model, loader, device, amp, progress, desc)
+    scores, scenes, _ = predict_with_indices(model, loader, device, dtype, progress, desc)
     return scores.numpy(), scenes.numpy()
 
 
 @torch.no_grad()
 def predict_with_indices(model: torch.nn.Module, loader: DataLoader, device: torch.device,
-                         amp: bool = False, progress: bool = False, desc: str = "predict"
+                         dtype: torch.dtype | None = None, progress: bool = False,
+                         desc: str = "predict"
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """As predict_scores, plus each row's dataset index; ``dtype`` autocasts (None: fp32)."""
     from tqdm import tqdm
 
     model.eval()
     scores, scenes, indices = [], [], []
-    use_amp = amp and device.type == "cuda"
     for images, _, index in tqdm(loader, desc=desc, disable=not progress, leave=False):
         images = images.to(device, non_blocking=True)
-        with torch.autocast(device.type, enabled=use_amp):
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             out = model(images)
         scores.append(torch.sigmoid(out["logits"].float()))
         scenes.append(out["scene_probs"].float())
@@ -234,8 +257,15 @@ class Trainer:
             raise SalglError(f"{self.key}.batch_size: the global batch {cfg.batch_size} is not "
                              f"divisible by the {self.dist.world} processes")
         check_batch(cfg, len(data.train), data.root / "train.tsv", self.key)
+        if cfg.select_on == "val" and data.val is None:
+            raise SalglError(f"{self.key}.select_on: val, but {data.root / 'val.tsv'} is "
+                             f"missing (set prepare.{name}.val_fraction above 0 and rerun "
+                             "prepare, or select on test, the paper's protocol)")
+        self.select_split = data.split(cfg.select_on)
         check_images_exist(data.train.paths, data.root / "train.tsv")
-        check_images_exist(data.test.paths, data.root / "test.tsv")
+        check_images_exist(self.select_split.paths, data.root / f"{cfg.select_on}.tsv")
+        if data.val is not None and cfg.select_on != "val":
+            check_images_exist(data.val.paths, data.root / "val.tsv")
         self.vectors, self.embed_info = load_label_vectors(embed_dir, data.labels)
         self.fingerprint = fingerprint(cfg, data, self.vectors)
         torch.manual_seed(cfg.seed)
@@ -256,9 +286,8 @@ class Trainer:
         if cfg.compile:
             self.forward_model = torch.compile(self.forward_model)
         self.optimizer = make_optimizer(self.model, cfg, self.device)
-        self.use_amp = cfg.amp and self.device.type == "cuda"
-        self.amp_dtype = (torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported()
-                          else torch.float16)
+        self.amp_dtype = autocast_dtype(cfg.amp, self.device)
+        self.use_amp = self.amp_dtype is not None
         self.scaler = torch.amp.GradScaler(
             "cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         # DDP averages gradients after backward and fp16 scaling checks them all first, so
@@ -267,8 +296,8 @@ class Trainer:
                                  and not self.dist.enabled and not self.scaler.is_enabled()
                                  else None)
         self.generator = torch.Generator()  # reseeded every epoch: the shuffle order
-        self.train_loader = self._loader(train=True)
-        self.test_loader = self._loader(train=False)
+        self.train_loader = self._loader(data.train, train=True)
+        self.select_loader = self._loader(self.select_split, train=False)
         self.steps_per_epoch = len(self.train_loader)
         check_schedule(cfg, self.steps_per_epoch, self.key)
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -280,13 +309,28 @@ class Trainer:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_map, self.best_epoch, self.stale, self.start_epoch = -1.0, -1, 0, 0
 
+    def summary(self) -> str:
+        """One line: where and how this run trains."""
+        precision = {None: "fp32", torch.bfloat16: "bf16 autocast",
+                     torch.float16: "fp16 autocast"}[self.amp_dtype]
+        workers = self.train_loader.num_workers
+        where = (f"{self.dist.world} processes" if self.dist.enabled else "1 process")
+        return (f"{self.name}: training on {self.device} ({torch.get_num_threads()} threads, "
+                f"{where}), {workers} loader worker(s), {precision}; {len(self.data.train)} "
+                f"images in {self.steps_per_epoch} steps per epoch, {self.cfg.epochs} epochs; "
+                f"epoch selected on {self.cfg.select_on} ({len(self.select_split)} images)")
+
     # -- data
-    def _loader(self, train: bool) -> DataLoader:
-        cfg, split = self.cfg, (self.data.train if train else self.data.test)
+    def _loader(self, split: Split, train: bool) -> DataLoader:
+        cfg = self.cfg
         transform = build_transform(cfg.img_size, cfg.normalization, train, hflip=cfg.hflip,
-                                    cutout=cfg.cutout, randaugment=cfg.randaugment)
+                                    cutout=cfg.cutout, randaugment=cfg.randaugment,
+                                    augment=cfg.augment)
         workers = default_workers(self.device) if cfg.num_workers is None else cfg.num_workers
-        dataset = MultiLabelImages(split.paths, split.targets, transform)
+        targets = split.targets
+        if train and split.ignore is not None:  # -1: left out of the loss (train_epoch)
+            targets = np.where(split.ignore > 0, -1, targets.astype(np.int8))
+        dataset = MultiLabelImages(split.paths, targets, transform)
         batch = cfg.batch_size // self.dist.world
         sampler = None
         if self.dist.enabled:
@@ -357,8 +401,9 @@ class Trainer:
         self.best_map, self.best_epoch = meta["best_map"], meta["best_epoch"]
         self.stale, self.start_epoch = meta["stale"], meta["epoch"] + 1
         if self.dist.main:
-            log.info("resuming %s from epoch %d (best test mAP %.4f at epoch %d)", self.name,
-                     self.start_epoch + 1, self.best_map, self.best_epoch + 1)
+            log.info("resuming %s from epoch %d (best %s mAP %.4f at epoch %d)", self.name,
+                     self.start_epoch + 1, self.cfg.select_on, self.best_map,
+                     self.best_epoch + 1)
         return True
 
     # -- loop
@@ -374,9 +419,13 @@ class Trainer:
         for images, targets, _ in bar:
             images = images.to(device, non_blocking=True)
             targets = targets.to(device, non_blocking=True)
+            valid = None
+            if self.data.train.ignore is not None:  # unscored pairs: no loss, no memory count
+                valid = targets >= 0
+                targets = targets.clamp(min=0)
             with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.use_amp):
                 outputs = self.forward_model(images, targets)
-                losses = self.criterion(outputs, targets)
+                losses = self.criterion(outputs, targets, valid)
             if self.step_in_backward is not None:
                 losses["total"].backward()        # every weight is stepped inside backward
             else:
@@ -392,27 +441,55 @@ class Trainer:
         n = max(self.steps_per_epoch, 1)
         return {k: float(v) / n for k, v in sums.items()}
 
-    def evaluate_ema(self) -> float:
-        """Test mAP of the EMA weights; with several processes each scores a shard."""
+    def score(self, loader: DataLoader, split: Split, desc: str) -> np.ndarray:
+        """Scores of the evaluation weights on a split; with several processes each scores a
+        shard and every process gets them all."""
         if self.dist.enabled:
             broadcast_state(self.eval_model)
-        scores, _, indices = predict_with_indices(self.eval_model, self.test_loader, self.device,
-                                                  self.cfg.amp, self.progress,
-                                                  desc=f"{self.name} test")
+        scores, _, indices = predict_with_indices(self.eval_model, loader, self.device,
+                                                  self.amp_dtype, self.progress,
+                                                  desc=f"{self.name} {desc}")
         if self.dist.enabled:
-            scores = gather_predictions(scores, indices, len(self.data.test), self.device)
-        return mean_ap(average_precision(scores.numpy(), self.data.test.targets,
-                                         self.data.ignore))
+            scores = gather_predictions(scores, indices, len(split), self.device)
+        return scores.numpy()
+
+    def evaluate_ema(self) -> float:
+        """mAP of the EMA weights on the selection split (validation by default)."""
+        split = self.select_split
+        scores = self.score(self.select_loader, split, self.cfg.select_on)
+        return mean_ap(average_precision(scores, split.targets, split.ignore))
+
+    def calibrate(self) -> tuple[float | None, list[float] | None]:
+        """Validation mAP and per-label thresholds of the selected weights (None without a
+        validation split)."""
+        from salgl.calibration import calibrate_thresholds
+
+        if self.data.val is None:
+            return None, None
+        if self.best_state is not None:
+            self.eval_model.load_state_dict(self.best_state)
+        loader = (self.select_loader if self.cfg.select_on == "val"
+                  else self._loader(self.data.val, train=False))
+        scores = self.score(loader, self.data.val, "val")
+        val = self.data.val
+        val_map = mean_ap(average_precision(scores, val.targets, val.ignore))
+        return val_map, calibrate_thresholds(scores, val.targets, val.ignore).tolist()
 
     def run(self) -> TrainResult:
         from salgl.logging_live import open_live, publish
 
+        if self.cfg.select_on == "test" and self.dist.main:
+            log.warning("%s.select_on: test: the epoch is chosen and early stopping decided on "
+                        "the test split (the paper's protocol); its test mAP is optimistic",
+                        self.key)
         if self.dist.main:
             self._ensure_state_dir()
         self._barrier()
         resumed = self.try_resume()
         live = (open_live(self.live_staging, self.start_epoch if resumed else 0, self.live_dir)
                 if self.live_dir and self.dist.main else None)
+        if self.dist.main:
+            log.info("%s", self.summary())
         cfg = self.cfg
         epoch = self.start_epoch - 1
         try:
@@ -421,26 +498,29 @@ class Trainer:
                 self.generator.manual_seed(cfg.seed * 100003 + epoch)
                 if self.dist.enabled:
                     self.train_loader.sampler.set_epoch(epoch)
+                started = time.perf_counter()
                 losses = self.train_epoch(epoch)
-                test_map = self.evaluate_ema()
-                improved = test_map > self.best_map
+                selection_map = self.evaluate_ema()
+                seconds = time.perf_counter() - started
+                improved = selection_map > self.best_map
                 if improved:
-                    self.best_map, self.best_epoch, self.stale = test_map, epoch, 0
+                    self.best_map, self.best_epoch, self.stale = selection_map, epoch, 0
                     self.best_state = {k: v.detach().clone()
                                        for k, v in self.eval_model.state_dict().items()}
                 else:
                     self.stale += 1
                 lr = self.scheduler.get_last_lr()[0]
                 say = log.info if self.dist.main else log.debug
-                say("%s epoch %d/%d: loss %.3f (asl %.3f) lr %.2e test mAP %.4f%s", self.name,
-                    epoch + 1, cfg.epochs, losses["total"], losses["asl"], lr, test_map,
-                    " (best)" if improved else "")
+                say("%s epoch %d/%d: loss %.3f (asl %.3f) lr %.2e %s mAP %.4f%s, %.0f s",
+                    self.name, epoch + 1, cfg.epochs, losses["total"], losses["asl"], lr,
+                    cfg.select_on, selection_map, " (best)" if improved else "", seconds)
                 if live is not None:
+                    # under live/: cannot collide with the train.<dataset>.* params
                     for k, v in losses.items():
-                        live.log_metric(f"train/loss_{k}", v)
-                    live.log_metric("train/lr", lr)
-                    live.log_metric("test/mAP", test_map)
-                    live.log_metric("test/best_mAP", self.best_map)
+                        live.log_metric(f"live/train/loss_{k}", v)
+                    live.log_metric("live/train/lr", lr)
+                    live.log_metric(f"live/{cfg.select_on}/mAP", selection_map)
+                    live.log_metric(f"live/{cfg.select_on}/best_mAP", self.best_map)
                     live.next_step()
                 stop = self.stale >= cfg.patience
                 self.save_state(epoch)
@@ -449,19 +529,21 @@ class Trainer:
                 self._barrier()
                 if stop:
                     if self.dist.main:
-                        log.info("%s: no better test mAP for %d epochs, stopping early",
-                                 self.name, cfg.patience)
+                        log.info("%s: no better %s mAP for %d epochs, stopping early",
+                                 self.name, cfg.select_on, cfg.patience)
                     break
         finally:
             if live is not None:
                 live.end()
+        val_map, thresholds = self.calibrate()
         if self.dist.main:
-            self.save_model()
+            self.save_model(val_map, thresholds)
             if live is not None:
                 publish(self.live_staging, self.live_dir)
             self.finish_state()
         self._barrier()
-        return TrainResult(self.best_map, self.best_epoch, epoch + 1, self.start_epoch)
+        return TrainResult(self.best_map, self.best_epoch, epoch + 1, self.start_epoch,
+                           self.cfg.select_on, val_map)
 
     def _barrier(self) -> None:
         if self.dist.enabled:
@@ -469,7 +551,8 @@ class Trainer:
 
             dist.barrier()
 
-    def save_model(self) -> None:
+    def save_model(self, val_map: float | None, thresholds: list[float] | None) -> None:
+        """The selected EMA weights, with what selected them and the calibrated cuts."""
         model = self.eval_model
         if self.best_state is not None:
             model.load_state_dict(self.best_state)
@@ -477,9 +560,11 @@ class Trainer:
         checkpoint.save_model(
             self.model_out, model, self.data.labels,
             {"kind": self.cfg.normalization, "mean": list(mean), "std": list(std)},
-            extra={"dataset": self.name, "best_test_mAP": self.best_map,
-                   "best_epoch": self.best_epoch + 1, "embedding": self.embed_info.get("source"),
-                   "train": to_dict(self.cfg)})
+            extra={"dataset": self.name, "data_fingerprint": data_fingerprint(self.data)[:16],
+                   "selected_on": self.cfg.select_on,
+                   "selected_epoch": self.best_epoch + 1, "selection_mAP": self.best_map,
+                   "val_mAP": val_map, "thresholds": thresholds,
+                   "embedding": self.embed_info.get("source"), "train": to_dict(self.cfg)})
 
     def finish_state(self) -> None:
         """A finished run leaves no resume state and no staged curves."""

@@ -21,11 +21,13 @@ fi
 stamp=.venv/.salgl-setup-done
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
-        echo "setup: installing PyTorch (${SALGL_TORCH:-torch==2.14.1 torchvision==0.29.1})" >&2
+        echo "setup: installing PyTorch (${SALGL_TORCH:-torch==2.14.1 torchvision==0.29.1});" \
+             "this is the long step, a few minutes" >&2
         # shellcheck disable=SC2086
-        .venv/bin/pip install -q ${SALGL_TORCH:-torch==2.14.1 torchvision==0.29.1}
+        .venv/bin/pip install --progress-bar on ${SALGL_TORCH:-torch==2.14.1 torchvision==0.29.1} >&2
     fi
-    echo "setup: installing salgl and its dependencies" >&2
+    echo "setup: installing salgl and its dependencies (DVC, timm, ONNX Runtime, ...)" >&2
     .venv/bin/pip install -q -e ".[dev,onnx]"
     touch "$stamp"
+    echo "setup: done (.venv is ready; \`source .venv/bin/activate\` puts dvc and salgl on PATH)" >&2
 fi

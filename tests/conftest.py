@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +16,7 @@ import pytest
 from salgl.config import EmbedConfig, TrainConfig
 from salgl.embeddings import make_embeddings
 
+from dvc_repo import reproduced  # noqa: F401  (one reproduced repository, shared)
 from fakes import make_prepared
 
 
@@ -64,3 +68,27 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
     train("fashion_scenes", tiny_train_config(), load_prepared(prepared), embeddings, model,
           root / "state", None, progress=False)
     return TinyRun(prepared, embeddings, model)
+
+
+@pytest.fixture
+def salgl_main(capsys: pytest.CaptureFixture) -> Iterator:
+    """The real command line (salgl.cli.main) in this process, for checks of messages and
+    exit codes that need no process of their own; returns (exit code, stdout, stderr)."""
+    from salgl.cli import main
+
+    handler = signal.getsignal(signal.SIGTERM)
+    logger = logging.getLogger("salgl")
+    handlers, level = list(logger.handlers), logger.level
+
+    def call(*args: str) -> tuple[int, str, str]:
+        try:
+            code = main(["-q", *args])
+        except SystemExit as exc:  # --help, --version, usage errors
+            code = exc.code if isinstance(exc.code, int) else 2
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    yield call
+    signal.signal(signal.SIGTERM, handler)
+    logger.handlers[:] = handlers
+    logger.setLevel(level)

@@ -39,14 +39,17 @@ def make_source(folder: Path, gz: bool = True, n_train: int = 100, n_test: int =
 
 
 def make_prepared(root: Path, labels: list[str], n_train: int = 24, n_test: int = 12,
-                  size: int = 32, seed: int = 0) -> Path:
-    """A tiny prepared dataset whose label k shows as a bright square in cell k of a grid."""
+                  size: int = 32, seed: int = 0, n_val: int = 8) -> Path:
+    """A tiny prepared dataset whose label k shows as a bright square in cell k of a grid
+    (``n_val`` 0: no validation split, as a dataset prepared without one)."""
     rng = np.random.default_rng(seed)
     images = root / "images"
     images.mkdir(parents=True, exist_ok=True)
     (root / "labels.txt").write_text("".join(f"{n}\n" for n in labels), encoding="utf-8")
     cell = size // 4
-    for split, count in (("train", n_train), ("test", n_test)):
+    for split, count in (("train", n_train), ("val", n_val), ("test", n_test)):
+        if count == 0:
+            continue
         lines = []
         for i in range(count):
             y = rng.random(len(labels)) < 0.4

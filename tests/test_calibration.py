@@ -51,7 +51,8 @@ def test_separable_label_gets_a_separating_cut() -> None:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_cut_is_f1_optimal_against_brute_force(seed: int) -> None:
     scores, targets, ignore = random_case(seed)
-    cuts = calibrate_thresholds(scores, targets, ignore, min_positives=1, floor=0.0)
+    cuts = calibrate_thresholds(scores, targets, ignore, min_positives=1, floor=0.0,
+                                tolerance=0.0)
     valid = ignore == 0
     grid = np.linspace(0.0, 1.0, 2001)
     for c in range(scores.shape[1]):
@@ -59,6 +60,25 @@ def test_cut_is_f1_optimal_against_brute_force(seed: int) -> None:
         candidates = np.union1d(grid, col)  # every distinct score too: exhaustive
         brute = max(label_f1(col, tcol, g, vcol) for g in candidates)
         assert label_f1(col, tcol, cuts[c], vcol) >= brute - 1e-12
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_plateau_rule_takes_the_highest_cut_near_the_best_f1(seed: int) -> None:
+    """Default tolerance 0.01: F1 within 0.01 of the best, and no higher score qualifies."""
+    scores, targets, ignore = random_case(seed)
+    cuts = calibrate_thresholds(scores, targets, ignore, min_positives=1, floor=0.0)
+    exact = calibrate_thresholds(scores, targets, ignore, min_positives=1, floor=0.0,
+                                 tolerance=0.0)
+    valid = ignore == 0
+    for c in range(scores.shape[1]):
+        col, tcol, vcol = scores[:, c], targets[:, c], valid[:, c]
+        distinct = np.unique(col[vcol])
+        f1 = {s: label_f1(col, tcol, s, vcol) for s in distinct}
+        best = max(f1.values())
+        assert label_f1(col, tcol, cuts[c], vcol) >= best - 0.01 - 1e-12
+        chosen = distinct[distinct >= cuts[c]].min()  # the cut sits just below its score
+        assert all(f < best - 0.01 for s, f in f1.items() if s > chosen)
+        assert cuts[c] >= exact[c]
 
 
 def test_ignored_pair_cannot_influence_its_cut() -> None:

@@ -62,11 +62,12 @@ def test_bad_params_value_names_key(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_unknown_backbone_via_set_override(tmp_path: Path) -> None:
+def test_unknown_backbone_via_set_override(tmp_path: Path, salgl_main) -> None:
     tiny_params(tmp_path / "params.yaml")
-    result = salgl(*train_args(tmp_path, tmp_path, tmp_path), "--set", "backbone=resnet9000")
-    assert result.returncode == 2
-    assert "train.fashion_scenes.backbone: unknown backbone 'resnet9000'" in error_line(result)
+    code, _, err = salgl_main(*train_args(tmp_path, tmp_path, tmp_path), "--set",
+                              "backbone=resnet9000")
+    assert code == 2
+    assert "train.fashion_scenes.backbone: unknown backbone 'resnet9000'" in err
 
 
 def test_missing_image_stops_before_training(tmp_path: Path) -> None:
@@ -109,8 +110,8 @@ def test_metrics_command_prints_the_metrics_json(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "targets" in error_line(bad)
 
 
-def test_predict_labels_good_images_and_reports_bad_ones(tiny_run: TinyRun,
-                                                         tmp_path: Path) -> None:
+def test_predict_labels_good_images_and_reports_bad_ones(tiny_run: TinyRun, tmp_path: Path,
+                                                         salgl_main) -> None:
     folder = tmp_path / "photos"
     (folder / "sub").mkdir(parents=True)
     for i, name in enumerate(("a.png", "sub/b.jpg")):
@@ -129,14 +130,16 @@ def test_predict_labels_good_images_and_reports_bad_ones(tiny_run: TinyRun,
     assert "ignored 1 file(s) in the folders given: 1 files without an image extension" in \
         result.stderr
 
-    csv_run = salgl("predict", str(tiny_run.model), str(folder / "a.png"), "--format", "csv")
-    assert csv_run.returncode == 0
-    header = csv_run.stdout.splitlines()[0].split(",")
-    assert header[:3] == ["path", "labels", "scene"] and header[3:] == LABELS
+    code, out, _ = salgl_main("predict", str(tiny_run.model), str(folder / "a.png"),
+                              "--format", "csv")
+    assert code == 0
+    header = out.splitlines()[0].split(",")
+    assert header[:4] == ["path", "labels", "scene", "scene_top_labels"]
+    assert header[4:] == LABELS
 
     (tmp_path / "empty").mkdir()
-    empty = salgl("predict", str(tiny_run.model), str(tmp_path / "empty"))
-    assert empty.returncode == 2 and "no image files found" in error_line(empty)
+    code, _, err = salgl_main("predict", str(tiny_run.model), str(tmp_path / "empty"))
+    assert code == 2 and "no image files found" in err
 
 
 def test_prepare_without_any_fashion_mnist_source(tmp_path: Path) -> None:
@@ -154,26 +157,65 @@ def test_prepare_without_any_fashion_mnist_source(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_embed_refuses_a_duplicate_label(tmp_path: Path) -> None:
+def test_embed_refuses_a_duplicate_label(tmp_path: Path, salgl_main) -> None:
     prepared = make_prepared(tmp_path / "prepared", LABELS, n_train=4, n_test=2)
     (prepared / "labels.txt").write_text("cat\ndog\ncat\n", encoding="utf-8")
     (tmp_path / "params.yaml").write_text("datasets: [fashion_scenes]\n", encoding="utf-8")
-    result = salgl("embed", "fashion_scenes", "--params", str(tmp_path / "params.yaml"),
-                   "--prepared", str(prepared), "--out", str(tmp_path / "emb"))
-    assert result.returncode == 2
-    assert "labels.txt:3: duplicate label 'cat'" in error_line(result)
+    code, _, err = salgl_main("embed", "fashion_scenes", "--params",
+                              str(tmp_path / "params.yaml"), "--prepared", str(prepared),
+                              "--out", str(tmp_path / "emb"))
+    assert code == 2
+    assert "labels.txt:3: duplicate label 'cat'" in err
     assert not (tmp_path / "emb").exists()
 
 
-def test_plots_of_a_model_file_alone(tiny_run: TinyRun, tmp_path: Path) -> None:
+def test_plots_of_a_model_file_alone(tiny_run: TinyRun, tmp_path: Path, salgl_main,
+                                     monkeypatch) -> None:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({
         "datasets": ["fashion_scenes"],
         "plots": {"fashion_scenes": {"label_groups": {"pets": ["cat", "dog"]}}}}),
         encoding="utf-8")
-    result = salgl("plots", "fashion_scenes", "--params", str(tmp_path / "params.yaml"),
-                   "--model", str(tiny_run.model), "--out", str(tmp_path / "figs"),
-                   cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    monkeypatch.chdir(tmp_path)
+    code, _, err = salgl_main("plots", "fashion_scenes", "--params",
+                              str(tmp_path / "params.yaml"), "--model", str(tiny_run.model),
+                              "--out", str(tmp_path / "figs"))
+    assert code == 0, err
     names = {p.name for p in (tmp_path / "figs").iterdir()}
     assert {"group_pets.png", "scene_top_labels.png", "scene_0_cloud.png",
             "scene_1_cooccurrence.png"} <= names
+
+
+def test_predict_cuts_at_the_calibrated_thresholds(tiny_run: TinyRun, tmp_path: Path,
+                                                   salgl_main) -> None:
+    from salgl.checkpoint import read_model_info
+
+    cuts = dict(zip(LABELS, read_model_info(tiny_run.model)["extra"]["thresholds"], strict=True))
+    images = [tmp_path / f"{i}.png" for i in range(3)]
+    for i, path in enumerate(images):
+        Image.fromarray(np.full((32, 32, 3), 70 * i, dtype=np.uint8)).save(path)
+    code, calibrated, err = salgl_main("predict", str(tiny_run.model), *map(str, images))
+    assert code == 0, err
+    code, overridden, err = salgl_main("predict", str(tiny_run.model), *map(str, images),
+                                       "--threshold", "0")
+    assert code == 0, err
+    for line, every in zip(calibrated.splitlines(), overridden.splitlines(), strict=True):
+        record = json.loads(line)
+        expected = {n for n, s in record["scores"].items() if s >= cuts[n]}
+        assert set(record["labels"]) == expected
+        assert len(record["scene_top_labels"]) == 3  # the scene, named by its labels
+        assert set(record["scene_top_labels"]) <= set(LABELS)
+        assert set(json.loads(every)["labels"]) == set(LABELS)
+
+
+def test_version_and_model_card(tiny_run: TinyRun, salgl_main) -> None:
+    from salgl import __version__
+
+    code, out, _ = salgl_main("--version")
+    assert code == 0 and out.strip() == f"salgl {__version__}"
+    code, out, err = salgl_main("info", str(tiny_run.model))
+    assert code == 0, err
+    assert "resnet10t" in out and "selected   epoch 1 on val" in out
+    assert "thresholds calibrated on the validation split: cat" in out
+    card = json.loads(salgl_main("info", str(tiny_run.model), "--json")[1])
+    assert card["labels"] == LABELS and set(card["thresholds"]) == set(LABELS)
+    assert card["selected_on"] == "val" and len(card["data_fingerprint"]) == 16

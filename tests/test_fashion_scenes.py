@@ -83,16 +83,21 @@ def test_output_loads_as_prepared_dataset(source: Path, tmp_path: Path) -> None:
     meta = fs.prepare_fashion_scenes(small(source), out)
     data = load_prepared(out)
     assert data.labels == PLAIN_NAMES == list(fm.FASHION_LABELS)
-    assert (len(data.train), len(data.test)) == (40, 20)
-    for split in (data.train, data.test):
+    assert (len(data.train), len(data.val), len(data.test)) == (36, 4, 20)  # val: 10% of 40
+    assert not set(data.train.paths) & set(data.val.paths)
+    assert (data.val.targets.sum(0) > 0).sum() >= 5  # stratified: many labels in 4 images
+    for split in (data.train, data.val, data.test):
         per_image = split.targets.sum(axis=1)
         assert per_image.min() >= 2 and per_image.max() <= 4  # 2..4 items of distinct classes
-    # paths name the final folder, relative to the working directory (tmp_path here)
+    # paths are relative to the prepared folder's images/, so the folder travels whole
     first = (out / "train.tsv").read_text().splitlines()[0].split("\t")[0]
-    assert first == "data/prepared/fashion_scenes/images/train/000000.png"
+    assert first == "train/000000.png"
+    assert meta["image_root"] == {"path": "images", "relative_to": "prepared"}
+    assert data.train.paths[0] == str(out / "images" / "train" / "000000.png")
     with Image.open(data.test.paths[-1]) as im:
         assert (im.mode, im.size) == ("RGB", (32, 32))
-    assert meta["skipped"] == [] and meta["counts"]["train"]["images"] == 40
+    assert meta["skipped"] == [] and meta["counts"]["train"]["images"] == 36
+    assert meta["counts"]["val"]["images"] == 4
     assert sum(meta["counts"]["test"]["labels"].values()) == int(data.test.targets.sum())
     assert [s["name"] for s in meta["scenes"]] == ["summer", "autumn", "winter", "office"]
     header = (out / "scenes.tsv").read_text().splitlines()[0]

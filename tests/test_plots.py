@@ -51,19 +51,27 @@ def _write_per_label(path: Path) -> Path:
     return path
 
 
-def _write_live(root: Path, steps: int = 3) -> Path:
-    """A DVCLive metrics folder; test/ files are written without the optional timestamp column."""
+def _write_live(root: Path, steps: int = 3, split: str = "test", prefix: str = "") -> Path:
+    """A DVCLive metrics folder; mAP files are written without the optional timestamp column.
+
+    ``split`` is the folder of the selection mAP (test under the paper's protocol, val by
+    default in training); ``prefix`` a folder above every metric (``live/``).
+    """
     series = {"train/loss_total": 50.0, "train/loss_asl": 45.0, "train/loss_scene_sample": 0.9,
-              "train/loss_scene_batch": 2.0, "train/lr": 1e-4, "test/mAP": 0.5,
-              "test/best_mAP": 0.5}
+              "train/loss_scene_batch": 2.0, "train/lr": 1e-4, f"{split}/mAP": 0.5,
+              f"{split}/best_mAP": 0.5}
     for name, start in series.items():
-        path = root / f"{name}.tsv"
+        path = root / f"{prefix}{name}.tsv"
         path.parent.mkdir(parents=True, exist_ok=True)
         stem = path.stem
         stamp = name.startswith("train/")
         lines = [("timestamp\t" if stamp else "") + f"step\t{stem}"]
         for step in range(steps):
             value = start * (0.8 ** step) if "loss" in name else start + 0.05 * step
+            if stem == "mAP" and step == 1:
+                value = start - 0.02  # a worse epoch: best-so-far and mAP part ways
+            elif stem == "best_mAP" and step == 1:
+                value = start
             lines.append((f"{1700000000000 + step}\t" if stamp else "") + f"{step}\t{value}")
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return root
@@ -78,13 +86,21 @@ def _write_scenes(path: Path, case: dict) -> Path:
     return path
 
 
+@pytest.fixture
+def low_dpi(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Smaller PNGs for the tests that check which files are written, not how they look."""
+    from salgl.figures import common
+
+    monkeypatch.setattr(common, "DPI", 40)
+
+
 def _is_png(path: Path) -> None:
     with Image.open(path) as image:
         assert image.format == "PNG"
         assert image.size[0] > 50 and image.size[1] > 50
 
 
-def test_make_all_plots_writes_every_file(tmp_path: Path) -> None:
+def test_make_all_plots_writes_every_file(tmp_path: Path, low_dpi: None) -> None:
     case = _case(tmp_path)
     out = tmp_path / "plots"
     summary = plots.make_all_plots(
@@ -97,23 +113,26 @@ def test_make_all_plots_writes_every_file(tmp_path: Path) -> None:
     assert set(summary["figures"]) == expected
     for name in expected:
         _is_png(out / name)
-    series = {f"pr/{n}.csv" for n in ("cat", "dog", "ankle_boot", "t_shirt", "sky")}
-    assert set(summary["pr_series"]) == series
-    assert all((out / name).is_file() for name in series)
+    assert summary["pr_series"] == ["pr_curves.csv"]
+    overlay = pd.read_csv(out / "pr_curves.csv")
+    assert list(overlay["label"].unique()) == LABELS
+    assert not (out / "pr").exists()
     assert not list(out.rglob("*.tmp"))
     match = summary["scene_match"]
     assert match["nmi"] == pytest.approx(1.0) and match["num_images"] == 60
     assert match["true_scene_names"] == SCENE_NAMES and match["num_unmatched"] == 0
 
 
-def test_make_all_plots_without_scenes_or_history(tmp_path: Path) -> None:
+def test_make_all_plots_without_scenes_or_history(tmp_path: Path, low_dpi: None) -> None:
     case = _case(tmp_path)
     out = tmp_path / "plots"
     (out).mkdir()
     (out / "scene_7_cloud.png").write_bytes(b"stale")
-    summary = plots.make_all_plots(_write_npz(case, tmp_path / "pred.npz"), None, case["memory"],
-                                   tmp_path / "missing", out)
+    summary = plots.make_all_plots(_write_npz(case, tmp_path / "pred.npz"), None, None,
+                                   tmp_path / "missing", out)  # no memory: no scene figures
     assert summary["scene_match"] is None
+    assert set(summary["figures"]) == {"training_curves.png", "per_label_ap.png",
+                                       "pr_curves.png"}
     assert "scene_matching.png" not in summary["figures"]
     assert not (out / "scene_7_cloud.png").exists()
     _is_png(out / "training_curves.png")
@@ -125,18 +144,15 @@ def test_pr_series_ranges_and_perfect_label(tmp_path: Path) -> None:
 
     case = _case(tmp_path)
     curves = plots.pr_curves(case["scores"], case["targets"], LABELS, case["ignore"])
-    written = plots.write_pr_series(curves, tmp_path / "pr")
-    assert [p.name for p in written] == ["cat.csv", "dog.csv", "ankle_boot.csv", "t_shirt.csv",
-                                         "sky.csv"]
-    for path in written:
-        frame = pd.read_csv(path)
-        assert list(frame.columns) == ["recall", "precision", "threshold"]
+    written = pd.read_csv(plots.write_pr_series(curves, tmp_path / "pr.csv"))
+    assert list(written.columns) == ["recall", "precision", "threshold", "label"]
+    for _, frame in written.groupby("label", sort=False):
         recall, precision = frame["recall"].to_numpy(), frame["precision"].to_numpy()
         assert recall.min() >= 0 and recall.max() == pytest.approx(1.0)
         assert np.all(np.diff(recall) >= 0)
         assert precision.min() >= 0 and precision.max() <= 1
         assert frame["threshold"].notna().all()
-    cat = pd.read_csv(tmp_path / "pr" / "cat.csv")
+    cat = written[written["label"] == "cat"]
     assert cat.loc[cat["recall"] == 1.0, "precision"].max() == pytest.approx(1.0)
     keep = case["ignore"][:, 4] == 0
     expected = average_precision_score(case["targets"][keep, 4], case["scores"][keep, 4])
@@ -154,7 +170,7 @@ def test_pr_curves_skip_labels_without_counted_positives() -> None:
 def test_safe_label_names() -> None:
     assert plots.safe_label("Ankle Boot") == "ankle_boot"
     assert plots.safe_label("t-shirt/top") == "t_shirt_top"
-    assert plots._unique_names(["a b", "a-b"]) == ["a_b", "a_b_1"]
+    assert plots.unique_names(["a b", "a-b"]) == ["a_b", "a_b_1"]
 
 
 def test_scene_matching_permuted_and_independent() -> None:
@@ -207,7 +223,7 @@ def test_conditional_matrix_matches_the_model() -> None:
     np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_scene_figures_for_empty_scene_and_determinism(tmp_path: Path) -> None:
+def test_scene_figures_for_empty_scene_and_determinism(tmp_path: Path, low_dpi: None) -> None:
     memory = np.zeros((2, 3, 3))
     memory[0] = [[3, 1, 0], [1, 2, 0], [0, 0, 1]]
     heat = plots.plot_scene_heatmaps(memory, ["a", "b", "c"], tmp_path / "a")
@@ -239,7 +255,7 @@ def test_true_scenes_for_relative_and_absolute_paths(tmp_path: Path,
     assert plots.scene_names(plots.read_scenes_tsv(tsv)) == ["summer", "autumn", "winter"]
 
 
-def test_training_history_reading_and_placeholder(tmp_path: Path) -> None:
+def test_training_history_reading_and_placeholder(tmp_path: Path, low_dpi: None) -> None:
     live = _write_live(tmp_path / "live")
     with (live / "test" / "mAP.tsv").open("a", encoding="utf-8") as handle:
         handle.write("2\t0.9\n")  # a resumed run logged step 2 again: the last value wins
@@ -255,14 +271,14 @@ def test_training_history_reading_and_placeholder(tmp_path: Path) -> None:
     _is_png(tmp_path / "empty.png")
 
 
-def test_per_label_ap_reads_empty_ap_as_missing(tmp_path: Path) -> None:
+def test_per_label_ap_reads_empty_ap_as_missing(tmp_path: Path, low_dpi: None) -> None:
     frame = plots.read_per_label(_write_per_label(tmp_path / "ap.csv"))
     assert frame["label"].tolist() == LABELS
     assert frame["ap"].isna().tolist() == [False, False, False, True, False]
     _is_png(plots.plot_per_label_ap(frame, tmp_path / "ap.png"))
 
 
-def test_group_heatmaps_and_top_labels_from_a_model_memory(tmp_path: Path) -> None:
+def test_group_heatmaps_and_top_labels_from_a_model_memory(tmp_path: Path, low_dpi: None) -> None:
     from salgl.errors import SalglError
     from salgl.plots import model_figures
 
@@ -280,3 +296,193 @@ def test_group_heatmaps_and_top_labels_from_a_model_memory(tmp_path: Path) -> No
     with pytest.raises(SalglError, match="plots.x.label_groups.pets: label 'hamster'"):
         model_figures(memory, labels, tmp_path / "bad", {"pets": ["cat", "hamster"]},
                       where="plots.x.label_groups")
+    assert not (tmp_path / "bad").exists()  # checked before any figure is drawn
+
+
+# --------------------------------------------------------------------------- figure fixes
+
+
+def _texts(fig) -> list:
+    """Every visible, non-empty text of a laid-out, drawn figure."""
+    from matplotlib.text import Text
+
+    from salgl.figures.common import lay_out
+
+    lay_out(fig)
+    fig.draw_without_rendering()  # places every text as saving would, without rasterising
+    hidden = set()  # labels of ticks outside the view limits exist but are not drawn
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            span = (high - low) * 1e-6
+            if not ax.axison:  # an axes drawn without its axes (a cloud, a note)
+                hidden.add(id(axis.label))
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                if not ax.axison or not low - span <= tick.get_loc() <= high + span:
+                    hidden |= {id(tick.label1), id(tick.label2)}
+    return [t for t in fig.findobj(Text)
+            if t.get_visible() and t.get_text().strip() and id(t) not in hidden]
+
+
+def _check_readable(fig, min_size: float = 8) -> None:
+    """No text below ``min_size`` points, no two texts overlapping, none off the canvas."""
+    renderer = fig.canvas.get_renderer()
+    texts = _texts(fig)
+    boxes = []
+    canvas = fig.bbox
+    for text in texts:
+        assert text.get_fontsize() >= min_size, (text.get_text(), text.get_fontsize())
+        box = text.get_window_extent(renderer).expanded(0.98, 0.9)  # glyph padding
+        assert box.x0 >= canvas.x0 - 1 and box.x1 <= canvas.x1 + 1, text.get_text()
+        assert box.y0 >= canvas.y0 - 1 and box.y1 <= canvas.y1 + 1, text.get_text()
+        boxes.append((text.get_text(), box))
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1:]:
+            assert not box_a.overlaps(box_b), f"{a!r} overlaps {b!r}"
+
+
+def _colourbars(fig) -> list:
+    return [im.colorbar for ax in fig.axes for im in ax.images if im.colorbar is not None]
+
+
+def _four_scene_memory() -> tuple[np.ndarray, list[str]]:
+    """4 scenes of 6 labels; off the diagonal no P(j | i) above 0.45."""
+    rng = np.random.default_rng(3)
+    labels = ["t-shirt", "pullover", "coat", "shirt", "bag", "sandal"]
+    targets = (rng.random((400, 6)) < 0.25).astype(np.float64)
+    scenes = np.eye(4)[rng.integers(0, 4, 400)]
+    memory = np.einsum("nk,ni,nj->kij", scenes, targets, targets)
+    return memory, labels
+
+
+def test_grid_fits_the_scene_count() -> None:
+    assert plots.grid_shape(1) == (1, 1)
+    assert plots.grid_shape(2) == (1, 2)
+    assert plots.grid_shape(3) == (1, 3)
+    assert plots.grid_shape(4) == (2, 2)
+    assert plots.grid_shape(6) == (2, 3)
+    assert plots.grid_shape(8) == (2, 4)
+    assert plots.grid_shape(9) == (3, 3)
+    for count in range(1, 30):
+        rows, cols = plots.grid_shape(count)
+        assert rows * cols >= count and rows * cols - count < cols and rows <= cols
+
+
+def test_group_heatmap_scale_excludes_the_diagonal() -> None:
+    from salgl.figures.heatmaps import group_figure
+
+    memory, labels = _four_scene_memory()
+    probs = plots.conditional_matrix(memory)
+    fig = group_figure(memory, probs, labels, [0, 1, 2, 3], "tops")
+    panels = [ax for ax in fig.axes if ax.images]
+    assert len(panels) == 4
+    assert {ax.get_subplotspec().get_geometry()[:2] for ax in panels} == {(2, 2)}
+    block = probs[:, :4, :4]
+    off = block[:, ~np.eye(4, dtype=bool)]
+    for ax in panels:
+        image = ax.images[0]
+        low, high = image.get_clim()
+        assert low == 0 and off.max() <= high < 1 and high <= off.max() + 0.05
+        assert np.ma.getmaskarray(image.get_array()).diagonal().all()  # grey, off the scale
+    assert len(_colourbars(fig)) == 1
+    cell_numbers = [t for ax in panels for t in ax.texts]
+    assert len(cell_numbers) == 4 * 12 and min(t.get_fontsize() for t in cell_numbers) >= 8
+    _check_readable(fig)
+
+
+def test_scene_heatmap_has_colourbar_and_honest_counts() -> None:
+    from salgl.figures.heatmaps import colour_limit, scene_heatmap_figure, scene_title
+
+    memory, labels = _four_scene_memory()
+    probs = plots.conditional_matrix(memory)
+    vmax = colour_limit(probs)
+    assert 0.3 < vmax < 1
+    title = scene_title(0, 20607)
+    assert "20,607 co-occurrence memory counts, accumulated over training" in title
+    assert "label occurrences" not in title  # they are not counts of the dataset's labels
+    fig = scene_heatmap_figure(probs[0], labels, title, vmax)
+    assert fig.axes[0].images[0].get_clim() == (0, vmax)
+    assert len(_colourbars(fig)) == 1
+    _check_readable(fig)
+
+
+def test_top_labels_scale_fits_and_marks_one_over_k() -> None:
+    from salgl.figures.scenes import top_labels_figure
+
+    memory, labels = _four_scene_memory()
+    shares = plots.scene_label_shares(memory)
+    fig = top_labels_figure(memory, labels, top=6)
+    assert len(fig.axes) == 4
+    assert {ax.get_subplotspec().get_geometry()[:2] for ax in fig.axes} == {(2, 2)}
+    for ax in fig.axes:
+        assert shares.max() < ax.get_xlim()[1] < 0.8  # not 0-1 when the largest share is ~0.4
+        assert any(np.allclose(line.get_xdata(), 0.25) for line in ax.lines)  # 1/K, K = 4
+    assert any("1/K = 0.25" in t.get_text() for t in fig.legends[0].get_texts())
+    _check_readable(fig)
+
+
+def test_cloud_colour_means_the_share_and_reads_on_white() -> None:
+    from matplotlib.colors import Normalize
+
+    from salgl.figures.clouds import MEANING, cloud_colormap, cloud_figure
+
+    def contrast_with_white(rgb: np.ndarray) -> np.ndarray:
+        """WCAG contrast ratio of sRGB colours against white (3 is the floor for large text)."""
+        linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+        return 1.05 / (linear @ [0.2126, 0.7152, 0.0722] + 0.05)
+
+    cmap = cloud_colormap()
+    assert contrast_with_white(cmap(np.linspace(0, 1, 50))[:, :3]).min() >= 3  # no yellow
+    weights = {"coat": 0.6, "bag": 0.1}
+    fig = cloud_figure(weights, f"Scene 0: word size and colour = {MEANING}", 10, 0.6, 4)
+    assert len(fig.axes) == 2  # the cloud and its colourbar
+    image = np.asarray(fig.axes[0].images[0].get_array()).reshape(-1, 3) / 255
+    ink = image[image.min(1) < 0.95]
+    colours, counts = np.unique(ink, axis=0, return_counts=True)
+    words = colours[counts > 0.05 * len(ink)]  # the glyphs' fill, not their antialiased rims
+    assert len(words) == 2 and contrast_with_white(words).min() >= 3
+    by_share = {tuple(np.round(c, 2)) for c in words}  # each word in its share's colour
+    assert by_share == {tuple(np.round(cmap(Normalize(0, 0.6)(w))[:3], 2))
+                        for w in weights.values()}
+    assert "colour" in fig.axes[0].get_title()
+    _check_readable(fig)
+
+
+@pytest.mark.parametrize(("split", "prefix", "name"), [("val", "", "Validation"),
+                                                        ("test", "", "Test"),
+                                                        ("val", "live/", "Validation")])
+def test_training_curves_find_the_selection_split(tmp_path: Path, split: str, prefix: str,
+                                                  name: str) -> None:
+    from matplotlib.text import Text
+
+    from salgl.figures.curves import read_live_metrics, training_figure
+
+    live = _write_live(tmp_path / "dvclive" / "plots" / "metrics", split=split, prefix=prefix)
+    fig = training_figure(read_live_metrics(live))
+    texts = [t.get_text() for t in fig.findobj(Text)]
+    assert not any(str(tmp_path) in t or "metrics" in t for t in texts)  # no path in a title
+    assert "not logged" not in texts  # every panel found its series
+    lr_ax, map_ax = fig.axes[2], fig.axes[3]
+    assert "per epoch" in lr_ax.get_title()
+    assert map_ax.get_title().startswith(name) and "interpolated AP" in map_ax.get_title()
+    current, best = map_ax.lines[0], map_ax.lines[1]
+    assert current.get_drawstyle() == "default" and best.get_drawstyle() == "steps-post"
+    assert not np.allclose(current.get_ydata(), best.get_ydata())  # the epoch-2 dip shows
+    assert name.lower() in fig.get_suptitle().lower() and str(tmp_path) not in fig.get_suptitle()
+    if prefix:  # drawing is slow: check the layout of one of the three
+        _check_readable(fig)
+
+
+def test_ap_variant_is_named(tmp_path: Path) -> None:
+    from salgl.figures.ap import per_label_figure
+    from salgl.figures.pr import pr_figure
+
+    fig = per_label_figure(plots.read_per_label(_write_per_label(tmp_path / "ap.csv")))
+    ax = fig.axes[0]
+    assert "interpolated AP" in ax.get_title() and "non-interpolated" not in ax.get_title()
+    assert "interpolated" in ax.get_xlabel()
+    _check_readable(fig)
+    case = _case(tmp_path)
+    fig = pr_figure(plots.pr_curves(case["scores"], case["targets"], LABELS, case["ignore"]), 3)
+    assert "non-interpolated AP" in fig.axes[0].get_title()
+    _check_readable(fig)

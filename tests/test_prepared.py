@@ -25,7 +25,7 @@ def test_round_trip_and_relative_paths(tmp_path: Path) -> None:
     write_prepared(out, ["cat", "traffic light"],
                    {"train": [("a.jpg", ["cat"]), ("b.jpg", ["cat", "traffic light"])],
                     "test": [("c.jpg", [])]}, {"source": "test"},
-                   ignore=np.array([[0, 1]], dtype=np.uint8))
+                   ignores={"test": np.array([[0, 1]], dtype=np.uint8)})
     data = load_prepared(out, base=tmp_path)
     assert data.labels == ["cat", "traffic light"]
     assert data.train.paths == [str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")]

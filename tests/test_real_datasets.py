@@ -100,11 +100,12 @@ def test_coco_prepared_exactly(tmp_path: Path) -> None:
     meta = prepare_mscoco(raw, tmp_path / "out", progress=False)
     out = tmp_path / "out"
     assert lines(out / "labels.txt") == ["person", "traffic light", "zebra", ""]
-    assert lines(out / "train.tsv") == [f"{COCO_TRAIN}10.jpg\tperson,zebra",
-                                        f"{COCO_TRAIN}11.jpg\ttraffic light",
-                                        f"{COCO_TRAIN}14.jpg\tzebra", ""]
-    assert lines(out / "test.tsv") == [f"{COCO_VAL}20.jpg\ttraffic light,zebra",
-                                       f"{COCO_VAL}22.jpg\tperson", ""]
+    train, test = COCO_TRAIN.removeprefix("coco/"), COCO_VAL.removeprefix("coco/")
+    assert lines(out / "train.tsv") == [f"{train}10.jpg\tperson,zebra",  # relative to raw
+                                        f"{train}11.jpg\ttraffic light",
+                                        f"{train}14.jpg\tzebra", ""]
+    assert lines(out / "test.tsv") == [f"{test}20.jpg\ttraffic light,zebra",
+                                       f"{test}22.jpg\tperson", ""]
     assert not (out / "ignore.npy").exists()
     assert read_meta(out) == meta
     assert meta["dataset"] == "mscoco" and meta["source"] == raw.as_posix()
@@ -131,17 +132,20 @@ def test_coco_prepared_exactly(tmp_path: Path) -> None:
     assert all(Path(p).is_file() for p in data.train.paths + data.test.paths)
 
 
-def test_paths_outside_the_working_directory_are_absolute(tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch
-                                                          ) -> None:
+def test_an_image_root_outside_the_working_directory_is_absolute(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     raw = make_coco(tmp_path / "coco")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     prepare_mscoco(raw, tmp_path / "out", progress=False)
     first = lines(tmp_path / "out" / "train.tsv")[0]
-    expected = (raw / "train2014" / "COCO_train2014_000000000010.jpg").resolve().as_posix()
-    assert first == f"{expected}\tperson,zebra"
+    assert first == "train2014/COCO_train2014_000000000010.jpg\tperson,zebra"
+    assert read_meta(tmp_path / "out")["image_root"] == {
+        "path": raw.resolve().as_posix(), "relative_to": "absolute"}
+    data = load_prepared(tmp_path / "out")
+    assert data.train.paths[0] == str(raw.resolve() / "train2014" /
+                                      "COCO_train2014_000000000010.jpg")
 
 
 def test_coco_wrong_layout_names_every_missing_entry(tmp_path: Path) -> None:
@@ -204,11 +208,11 @@ def test_voc_prepared_exactly(tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert lines(out / "labels.txt") == list(VOC_CLASSES) + [""]
     assert VOC_CLASSES == tuple(sorted(VOC_CLASSES)) and len(VOC_CLASSES) == 20
-    assert lines(out / "train.tsv") == ["voc/JPEGImages/000001.jpg\tdog,person",
-                                        "voc/JPEGImages/000002.jpg\tcat", ""]
-    assert lines(out / "test.tsv") == ["voc/JPEGImages/000004.jpg\tcar",
-                                       "voc/JPEGImages/000005.jpeg\ttvmonitor",
-                                       "voc/JPEGImages/000007.jpg\t", ""]
+    assert lines(out / "train.tsv") == ["JPEGImages/000001.jpg\tdog,person",
+                                        "JPEGImages/000002.jpg\tcat", ""]
+    assert lines(out / "test.tsv") == ["JPEGImages/000004.jpg\tcar",
+                                       "JPEGImages/000005.jpeg\ttvmonitor",
+                                       "JPEGImages/000007.jpg\t", ""]
     ignore = np.load(out / "ignore.npy")
     assert ignore.dtype == np.uint8 and ignore.shape == (3, 20)
     expected = np.zeros((3, 20), dtype=np.uint8)
@@ -282,10 +286,10 @@ def test_nuswide_prepared_exactly(tmp_path: Path) -> None:
     meta = prepare_nuswide(raw, tmp_path / "out", progress=False)
     out = tmp_path / "out"
     assert lines(out / "labels.txt") == ["animal", "beach", "clouds", "sky", ""]
-    assert lines(out / "train.tsv") == ["nus/Flickr/actor/0001_2124494179.jpg\tanimal,sky",
-                                        "nus/Flickr/actor/0007_3050505050.jpg\tclouds", ""]
-    assert lines(out / "test.tsv") == ["nus/Flickr/beach/0002_2232400321.jpg\tbeach",
-                                       "nus/Flickr/beach/0006_1234567890.jpg\tbeach,clouds,sky",
+    assert lines(out / "train.tsv") == ["Flickr/actor/0001_2124494179.jpg\tanimal,sky",
+                                        "Flickr/actor/0007_3050505050.jpg\tclouds", ""]
+    assert lines(out / "test.tsv") == ["Flickr/beach/0002_2232400321.jpg\tbeach",
+                                       "Flickr/beach/0006_1234567890.jpg\tbeach,clouds,sky",
                                        ""]
     assert not (out / "ignore.npy").exists()
     assert read_meta(out) == meta
@@ -398,3 +402,22 @@ def test_prepare_real_dispatches_and_checks_raw(tmp_path: Path) -> None:
     fails(lambda: prepare_real("imagenet", raw, tmp_path / "out"), tmp_path / "out",
           "'imagenet'")
     shutil.rmtree(tmp_path / "b")
+
+
+def test_validation_is_carved_from_the_training_split(tmp_path: Path) -> None:
+    """val.tsv comes out of MS-COCO's train2014 list; the test split stays as it was."""
+    raw = make_coco(tmp_path / "coco")
+    prepare_mscoco(raw, tmp_path / "whole", progress=False)
+    whole = load_prepared(tmp_path / "whole")
+    assert whole.val is None  # val_fraction 0: no validation split
+    meta = prepare_mscoco(raw, tmp_path / "carved", progress=False, val_fraction=0.34, seed=3)
+    carved = load_prepared(tmp_path / "carved")
+    assert carved.val is not None and len(carved.val) == 1 and len(carved.train) == 2
+    assert sorted(carved.train.paths + carved.val.paths) == sorted(whole.train.paths)
+    assert carved.test.paths == whole.test.paths
+    assert meta["counts"]["val"]["images"] == 1
+    assert meta["summary"].startswith("mscoco: 2 train + 1 val + 2 test images")
+    again = prepare_mscoco(raw, tmp_path / "again", progress=False, val_fraction=0.34, seed=3)
+    assert again["counts"] == meta["counts"]
+    assert (tmp_path / "again" / "val.tsv").read_text() == (
+        tmp_path / "carved" / "val.tsv").read_text()

@@ -37,32 +37,31 @@ def test_real_format_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyP
         name=name, prepare=RealDatasetConfig(raw=str(raw)),
         embed=EmbedConfig(source="glove", glove_path=str(glove(tmp_path / "glove.txt")),
                           word_map=VOC_MAP if name == "voc2007" else {}),
-        train=tiny_train_config(batch_size=1, img_size=32), evaluate=EvaluateConfig(),
-        plots=PlotsConfig())
+        train=tiny_train_config(batch_size=1, img_size=32, epochs=2),
+        evaluate=EvaluateConfig(), plots=PlotsConfig())
     meta = run_prepare(params)
-    assert meta["counts"]["train"]["images"] >= 2
+    assert meta["counts"]["train"]["images"] >= 1 and meta["counts"]["val"]["images"] >= 1
     info = run_embed(params)
     assert info["source"] == "glove" and info["labels_covered"] == info["labels"]
     result = run_train(params, live=Path("dvclive") / name, progress=False)
-    assert result.epochs_run == 1
+    assert result.epochs_run == 2 and result.selected_on == "val"
     metrics = run_evaluate(params, progress=False)
-    assert 0.0 <= metrics["mAP"] <= 1.0
+    assert 0.0 <= metrics["mAP"] <= 1.0 and metrics["selected_on"] == "val"
+    assert 0.0 <= metrics["CF1_calibrated"] <= 1.0
     saved = json.loads((tmp_path / "metrics" / f"{name}.json").read_text())
     assert saved["num_labels"] == len(meta["labels"])
     assert (tmp_path / "models" / name / "model.safetensors").is_file()
 
 
-def test_prepare_command_strict_and_wrong_layout(tmp_path: Path) -> None:
-    from test_cli import error_line, salgl
-
+def test_prepare_command_strict_and_wrong_layout(tmp_path: Path, salgl_main) -> None:
     raw = make_voc(tmp_path / "voc")
-    (tmp_path / "params.yaml").write_text("datasets: [voc2007]\n", encoding="utf-8")
+    (tmp_path / "params.yaml").write_text("datasets: {voc2007: voc}\n", encoding="utf-8")
     common = ["--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "out")]
-    strict = salgl("prepare", "voc2007", "--raw", str(raw), "--strict", *common)
-    assert strict.returncode == 2 and "strict" in error_line(strict)
-    wrong = salgl("prepare", "mscoco", "--raw", str(raw), *common)
-    assert wrong.returncode == 2 and "annotations/instances_train2014.json" in error_line(wrong)
+    code, _, err = salgl_main("prepare", "voc2007", "--raw", str(raw), "--strict", *common)
+    assert code == 2 and "strict" in err
+    code, _, err = salgl_main("prepare", "mscoco", "--raw", str(raw), *common)
+    assert code == 2 and "annotations/instances_train2014.json" in err
     assert not (tmp_path / "out").exists()
-    ok = salgl("prepare", "voc2007", "--raw", str(raw), *common)
-    assert ok.returncode == 0, ok.stderr
+    code, _, err = salgl_main("prepare", "voc2007", "--raw", str(raw), *common)
+    assert code == 0, err
     assert (tmp_path / "out" / "ignore.npy").is_file()

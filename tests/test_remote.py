@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_dvc_pipeline import build_tiny_repo, run
+
+from dvc_repo import run
 
 MODEL = Path("models/fashion_scenes/model.safetensors")
 
@@ -53,10 +54,10 @@ def fails(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_push_pull_and_read_only_http_remote(tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    build_tiny_repo(repo, tmp_path / "fmnist")
-    run(["dvc", "repro"], repo)
+def test_push_pull_and_read_only_http_remote(reproduced: tuple[Path, dict],
+                                             tmp_path: Path) -> None:
+    repo, _ = reproduced
+    assert "Running stage" not in run(["dvc", "repro"], repo).stdout
     remote = tmp_path / "remote"
     run(["dvc", "remote", "add", "-d", "store", str(remote)], repo)
     run(["git", "add", "-A"], repo)

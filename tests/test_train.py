@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from salgl.checkpoint import load_model
 from salgl.data.prepared import load_prepared
+from salgl.errors import SalglError
 from salgl.evaluate import evaluate_model, write_evaluation
 from salgl.train import STATE_FILE, Trainer, train
 
@@ -23,7 +26,10 @@ def test_trained_model_file_is_self_contained(tiny_run: TinyRun) -> None:
     assert info.labels == LABELS
     assert info.config.num_classes == len(LABELS) and info.config.embed_dim == 8
     assert model.cooccurrence.sum() > 0  # the memory travelled with the weights
-    assert info.extra["dataset"] == "fashion_scenes" and "best_test_mAP" in info.extra
+    assert info.extra["dataset"] == "fashion_scenes" and info.extra["selected_on"] == "val"
+    assert 0.0 <= info.extra["val_mAP"] <= 1.0 and info.extra["selected_epoch"] == 1
+    assert len(info.extra["thresholds"]) == len(LABELS)
+    assert all(0.05 <= t <= 1.0 for t in info.extra["thresholds"])
 
 
 def test_evaluation_outputs(tiny_run: TinyRun, tmp_path: Path) -> None:
@@ -32,8 +38,13 @@ def test_evaluation_outputs(tiny_run: TinyRun, tmp_path: Path) -> None:
     write_evaluation(ev, tmp_path / "m.json", tmp_path / "eval", tmp_path / "p.npz")
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["num_images"] == len(data.test) and metrics["num_labels"] == len(LABELS)
-    for key in ("mAP", "mAP_noninterp", "CF1", "OF1", "CF1_top3", "baseline_label_prior_mAP"):
-        assert 0.0 <= metrics[key] <= 1.0
+    for key in ("mAP", "mAP_noninterp", "CF1", "OF1", "CF1_top3", "baseline_label_prior_mAP",
+                "val_mAP", "CP_calibrated", "CR_calibrated", "CF1_calibrated", "OP_calibrated",
+                "OR_calibrated", "OF1_calibrated"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    assert metrics["selected_on"] == "val" and metrics["selected_epoch"] == 1
+    assert list(metrics)[:6] == ["mAP", "CF1", "OF1", "val_mAP", "CF1_calibrated",
+                                 "OF1_calibrated"]  # what people compare, first
     table = (tmp_path / "eval" / "per_label_ap.csv").read_text().splitlines()
     assert table[0] == "label,ap,ap_noninterp,positives,prevalence" and len(table) == 7
     import numpy as np
@@ -118,3 +129,49 @@ def test_stepping_inside_backward_trains_the_same_weights(tmp_path: Path) -> Non
     assert files[True].keys() == files[False].keys()
     for key, value in files[True].items():
         assert torch.equal(value, files[False][key]), key
+
+
+def test_selection_on_val_never_reads_the_test_labels(tmp_path: Path) -> None:
+    """The same run with the test split's labels shuffled: identical weights and thresholds."""
+    prepared = make_prepared(tmp_path / "prepared", LABELS, n_train=16, n_test=8)
+    embeddings = write_embeddings(prepared, tmp_path / "emb")
+    cfg = tiny_train_config(epochs=3)
+    runs = {}
+    for shuffled in (False, True):
+        data = load_prepared(prepared)
+        if shuffled:
+            rng = np.random.default_rng(1)
+            data.test.targets = rng.permuted(data.test.targets, axis=0)
+            data.test.targets[:, 0] = 1 - data.test.targets[:, 0]
+        out = tmp_path / f"shuffled_{shuffled}.safetensors"
+        train("x", cfg, data, embeddings, out, tmp_path / f"state_{shuffled}", None,
+              progress=False)
+        runs[shuffled] = (load_file(str(out)), load_model(out)[1].extra)
+    (a, meta_a), (b, meta_b) = runs[False], runs[True]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert meta_a["thresholds"] == meta_b["thresholds"] and meta_a["val_mAP"] == meta_b["val_mAP"]
+
+
+def test_selection_on_test_is_the_papers_protocol(tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    prepared = make_prepared(tmp_path / "prepared", LABELS, n_train=16, n_test=8, n_val=0)
+    embeddings = write_embeddings(prepared, tmp_path / "emb")
+    data = load_prepared(prepared)
+    with pytest.raises(SalglError, match=r"train.x.select_on: val, but .*val.tsv is missing"):
+        Trainer("x", tiny_train_config(), data, embeddings, tmp_path / "m.safetensors",
+                tmp_path / "state", None, progress=False)
+    with caplog.at_level(logging.INFO, logger="salgl"):
+        result = train("x", tiny_train_config(select_on="test"), data, embeddings,
+                       tmp_path / "m.safetensors", tmp_path / "state", None, progress=False)
+    assert result.selected_on == "test" and result.val_map is None
+    summary = next(r.getMessage() for r in caplog.records if "training on" in r.getMessage())
+    assert summary.startswith("x: training on cpu (") and "fp32" in summary
+    assert "16 images in 2 steps per epoch, 1 epochs; epoch selected on test" in summary
+    assert any(r.getMessage().startswith("x epoch 1/1:") and r.getMessage().endswith(" s")
+               for r in caplog.records)  # time per epoch
+    assert any("select_on: test" in r.getMessage() and "paper" in r.getMessage()
+               for r in caplog.records)
+    extra = load_model(tmp_path / "m.safetensors")[1].extra
+    assert extra["selected_on"] == "test" and extra["thresholds"] is None

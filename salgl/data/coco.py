@@ -101,7 +101,8 @@ def _check_same_categories(train: list[tuple[int, str]], val: list[tuple[int, st
 
 
 def prepare_mscoco(raw: Path, out: Path, strict: bool = False, workers: int | None = None,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, val_fraction: float = 0.0,
+        seed: int = 0) -> dict:
     """Write MS-COCO 2014 in the prepared format into ``out``; returns meta.json's content."""
     raw, out = Path(raw), Path(out)
     check_layout(raw, LAYOUT, "an MS-COCO 2014")
@@ -118,4 +119,5 @@ def prepare_mscoco(raw: Path, out: Path, strict: bool = False, workers: int | No
         dropped += split_dropped
     kept, skipped = drop_unreadable(samples, strict, workers, progress)
     return write_real_prepared(out, "mscoco", raw, [name for _, name in categories], kept,
-                               dropped, skipped, STANDARD_COUNTS)
+                               dropped, skipped, STANDARD_COUNTS,
+                               val_fraction=val_fraction, seed=seed)

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 
 from salgl.data.decode import open_rgb
+from salgl.data.randaugment import ReleasedRandAugment
 from salgl.errors import SalglError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -45,7 +46,8 @@ class CutoutPatch:
 
 
 def build_transform(img_size: int, normalization: str, train: bool, *, hflip: bool = True,
-                    cutout: bool = True, randaugment: bool = True) -> T.Compose:
+                    cutout: bool = True, randaugment: bool = True,
+                    augment: str = "released") -> T.Compose:
     mean, std = normalization_stats(normalization)
     steps: list = [T.Resize((img_size, img_size))]
     if train:
@@ -54,7 +56,7 @@ def build_transform(img_size: int, normalization: str, train: bool, *, hflip: bo
         if cutout:
             steps.append(CutoutPatch())
         if randaugment:
-            steps.append(T.RandAugment())
+            steps.append(ReleasedRandAugment() if augment == "released" else T.RandAugment())
     steps += [T.ToTensor(), T.Normalize(mean, std)]
     return T.Compose(steps)
 

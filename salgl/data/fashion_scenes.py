@@ -24,7 +24,12 @@ from tqdm import tqdm
 from salgl.atomic import atomic_dir, write_text
 from salgl.config import FashionScenesConfig, to_dict
 from salgl.data.fashion_mnist import FASHION_LABELS, locate_source, read_split
-from salgl.data.prepared import display_path, write_prepared
+from salgl.data.prepared import (
+    carve_validation,
+    display_path,
+    image_root_record,
+    write_prepared,
+)
 from salgl.errors import SalglError
 
 log = logging.getLogger(__name__)
@@ -232,13 +237,12 @@ def _make_split(cfg: FashionScenesConfig, split: str, count: int, folder: Path, 
     dists = scene_distributions(cfg.num_scenes, cfg.scene_purity)
     rng = np.random.default_rng([cfg.seed, SPLIT_IDS[split]])
     (tmp / "images" / split).mkdir(parents=True)
-    shown = display_path(out / "images" / split)  # the final place, not the temporary one
     done = []
     for i in range(count):
         plan = plan_image(cfg, split, dists, pools, rng)
         pixels = render_image(plan, images[plan.items], cfg, rng)
         _write_png(tmp / "images" / split / f"{i:06d}.png", pixels)
-        done.append((plan, f"{shown}/{i:06d}.png"))
+        done.append((plan, f"{split}/{i:06d}.png"))  # relative to the prepared images/
         bar.update(1)
     return done
 
@@ -288,6 +292,11 @@ def prepare_fashion_scenes(cfg: FashionScenesConfig, out: Path) -> dict:
                   file=sys.stderr) as bar:
             for split, count in counts.items():
                 done[split] = _make_split(cfg, split, count, folder, tmp, out, bar)
+        # Validation images come out of the training images (the test split stays as is).
+        train, val = carve_validation(done["train"], [plan.labels for plan, _ in done["train"]],
+                                      len(FASHION_LABELS), cfg.val_fraction, cfg.seed,
+                                      "prepare.fashion_scenes.val_fraction")
+        done = {"train": train, **({"val": val} if val else {}), "test": done["test"]}
         meta = {
             "dataset": "fashion_scenes",
             "source": folder.as_posix(),
@@ -296,13 +305,14 @@ def prepare_fashion_scenes(cfg: FashionScenesConfig, out: Path) -> dict:
             "counts": {split: _split_counts(rows, cfg.num_scenes) for split, rows in done.items()},
             "scenes": _scene_meta(cfg),
             "skipped": [],
+            "image_root": image_root_record(out / "images", out),
         }
         lists = {split: [(path, [FASHION_LABELS[c] for c in plan.labels]) for plan, path in rows]
                  for split, rows in done.items()}
         write_prepared(tmp, FASHION_LABELS, lists, meta)
         write_text(tmp / "scenes.tsv", _scenes_tsv(done))
-    log.info("fashion_scenes: %d train + %d test images of %dpx, %d scenes (purity %.2f) "
-             "from %s -> %s in %.1f s", cfg.train_images, cfg.test_images, cfg.image_size,
-             cfg.num_scenes, cfg.scene_purity, folder, display_path(out),
-             time.perf_counter() - started)
+    log.info("fashion_scenes: %d train + %d val + %d test images of %dpx, %d scenes "
+             "(purity %.2f) from %s -> %s in %.1f s", len(done["train"]),
+             len(done.get("val", [])), len(done["test"]), cfg.image_size, cfg.num_scenes,
+             cfg.scene_purity, folder, display_path(out), time.perf_counter() - started)
     return meta

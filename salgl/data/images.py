@@ -19,7 +19,14 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from salgl.atomic import atomic_dir
-from salgl.data.prepared import SPLITS, display_path, write_prepared
+from salgl.data.prepared import (
+    SPLITS,
+    carve_validation,
+    display_path,
+    image_root_record,
+    relative_entry,
+    write_prepared,
+)
 from salgl.errors import SalglError
 from salgl.runtime import cpu_cores
 
@@ -83,15 +90,16 @@ def check_images(paths: list[Path], workers: int | None = None,
 def drop_unreadable(splits: dict[str, list[Sample]], strict: bool, workers: int | None,
                     progress: bool) -> tuple[dict[str, list[Sample]], list[dict]]:
     """Leave out missing or undecodable images (kept splits, skipped records); strict refuses."""
-    problems = check_images([s.path for name in SPLITS for s in splits[name]], workers, progress)
+    names = [name for name in SPLITS if name in splits]
+    problems = check_images([s.path for name in names for s in splits[name]], workers, progress)
     skipped = [{"path": display_path(s.path), "split": name, "reason": problems[s.path]}
-               for name in SPLITS for s in splits[name] if s.path in problems]
+               for name in names for s in splits[name] if s.path in problems]
     if skipped and strict:
         first = skipped[0]
         raise SalglError(f"{first['path']}: {first['reason']} (strict: {len(skipped)} missing "
                          "or broken image(s) in all; without strict they are skipped and "
                          "recorded in meta.json)")
-    kept = {name: [s for s in splits[name] if s.path not in problems] for name in SPLITS}
+    kept = {name: [s for s in splits[name] if s.path not in problems] for name in names}
     return kept, skipped
 
 
@@ -120,14 +128,18 @@ def _summary(dataset: str, meta: dict, ignore: np.ndarray | None) -> str:
     counts = meta["counts"]
     reasons = [s["reason"] for s in meta["skipped"]]
     missing = sum(r == MISSING for r in reasons)
-    text = (f"{dataset}: {counts['train']['images']} train + {counts['test']['images']} test "
-            f"images, {len(meta['labels'])} labels; dropped {len(meta['dropped'])} without "
-            f"labels; skipped {len(reasons)} unreadable ({missing} missing, "
-            f"{len(reasons) - missing} cannot decode)")
+    val = counts.get("val", {"images": 0})
+    carved = f"{val['images']} val + " if "val" in counts else ""
+    text = (f"{dataset}: {counts['train']['images']} train + {carved}"
+            f"{counts['test']['images']} test images, {len(meta['labels'])} labels; dropped "
+            f"{len(meta['dropped'])} without labels; skipped {len(reasons)} unreadable "
+            f"({missing} missing, {len(reasons) - missing} cannot decode)")
     if ignore is not None:
         text += f"; {int(ignore.sum())} test image-label pairs unscored (ignore.npy)"
     standard = meta["standard_counts"]
-    if standard and any(counts[s]["images"] != standard[s] for s in SPLITS):
+    seen = {"train": counts["train"]["images"] + val["images"],
+            "test": counts["test"]["images"]}
+    if standard and any(seen[s] != standard[s] for s in seen):
         text += f"; the standard split has {standard['train']} train / {standard['test']} test"
     return text
 
@@ -135,10 +147,29 @@ def _summary(dataset: str, meta: dict, ignore: np.ndarray | None) -> str:
 def write_real_prepared(out: Path, dataset: str, raw: Path, labels: Sequence[str],
                         samples: dict[str, list[Sample]], dropped: list[dict],
                         skipped: list[dict], standard: dict[str, int] | None,
-                        with_ignore: bool = False, extra: dict | None = None) -> dict:
-    """Write the prepared folder (replacing ``out`` only on success) and return its meta."""
+                        with_ignore: bool = False, extra: dict | None = None,
+                        val_fraction: float = 0.0, seed: int = 0,
+                        ignore_splits: Sequence[str] = ("test",),
+                        image_root: Path | None = None) -> dict:
+    """Write the prepared folder (replacing ``out`` only on success) and return its meta.
+
+    Without a val split in ``samples``, ``val_fraction`` of the training samples become one
+    (stratified). With ``with_ignore``, the unscored pairs of ``ignore_splits`` are written
+    (ignore.npy for test, ignore_<split>.npy for the others when any pair is unscored).
+    The lists name images relative to ``image_root`` (default ``raw``), recorded in meta."""
     index = {name: i for i, name in enumerate(labels)}
-    ignore = _ignore_matrix(samples["test"], index) if with_ignore else None
+    if "val" not in samples:
+        train, val = carve_validation(samples["train"],
+                                      [[index[n] for n in s.labels] for s in samples["train"]],
+                                      len(labels), val_fraction, seed,
+                                      f"prepare.{dataset}.val_fraction")
+        samples = {"train": train, **({"val": val} if val else {}), "test": samples["test"]}
+    else:
+        samples = {name: samples[name] for name in ("train", "val", "test")}
+    ignores = {name: _ignore_matrix(samples[name], index) for name in ignore_splits
+               if with_ignore and name in samples}
+    ignores = {name: m for name, m in ignores.items() if name == "test" or m.any()}
+    ignore = ignores.get("test")
     meta: dict = {
         "dataset": dataset,
         "source": Path(raw).as_posix(),
@@ -147,8 +178,8 @@ def write_real_prepared(out: Path, dataset: str, raw: Path, labels: Sequence[str
             "images": len(samples[name]),
             "dropped_without_labels": sum(d["split"] == name for d in dropped),
             "skipped_broken": sum(s["split"] == name for s in skipped),
-        } for name in SPLITS},
-        "label_counts": {name: _label_counts(samples[name], labels) for name in SPLITS},
+        } for name in samples},
+        "label_counts": {name: _label_counts(samples[name], labels) for name in samples},
         "standard_counts": standard,
         **(extra or {}),
         "dropped": dropped,
@@ -157,10 +188,11 @@ def write_real_prepared(out: Path, dataset: str, raw: Path, labels: Sequence[str
     if ignore is not None:
         meta["ignored_pairs"] = dict(zip(labels, ignore.sum(axis=0).tolist(), strict=True))
     meta["summary"] = _summary(dataset, meta, ignore)
-    lists = {name: [(display_path(s.path), _ordered(s.labels, index)) for s in samples[name]]
-             for name in SPLITS}
+    meta["image_root"] = image_root_record(Path(image_root or raw), Path(out))
+    lists = {name: [(relative_entry(s.path, image_root or raw), _ordered(s.labels, index))
+                    for s in samples[name]] for name in samples}
     with atomic_dir(out) as tmp:
-        write_prepared(tmp, labels, lists, meta, ignore)
+        write_prepared(tmp, labels, lists, meta, ignores)
     log.info("%s -> %s", meta["summary"], display_path(out))
     if skipped:
         first = skipped[0]

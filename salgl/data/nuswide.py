@@ -105,7 +105,8 @@ def _split_of(raw: Path, known: set[str]) -> dict[str, str]:
 
 
 def prepare_nuswide(raw: Path, out: Path, strict: bool = False, workers: int | None = None,
-                    progress: bool = True) -> dict:
+                    progress: bool = True, val_fraction: float = 0.0,
+        seed: int = 0) -> dict:
     """Write NUS-WIDE in the prepared format into ``out``; returns meta.json's content."""
     raw, out = Path(raw), Path(out)
     check_layout(raw, LAYOUT, "a NUS-WIDE")
@@ -132,4 +133,5 @@ def prepare_nuswide(raw: Path, out: Path, strict: bool = False, workers: int | N
                             "reason": "no positive label"})
     kept, skipped = drop_unreadable(samples, strict, workers, progress)
     return write_real_prepared(out, "nuswide", raw, concepts, kept, dropped, skipped, None,
-                               extra={"images_in_no_split": unassigned})
+                               extra={"images_in_no_split": unassigned},
+                               val_fraction=val_fraction, seed=seed)

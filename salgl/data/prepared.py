@@ -1,6 +1,8 @@
 """The prepared dataset format (architecture.md).
 
-Files: labels.txt, train.tsv, test.tsv, optional ignore.npy, meta.json.
+Files: labels.txt, train.tsv, val.tsv, test.tsv, optional ignore.npy, meta.json. The
+validation split (val.tsv) is carved from the training data at prepare time; a dataset
+prepared without one (val_fraction 0, or an older salgl) still loads, with ``val`` None.
 
 Every reader error names the file and line; every writer refuses label names that would
 break the two-column layout.
@@ -8,26 +10,40 @@ break the two-column layout.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from salgl.atomic import atomic_path, write_json, write_text
 from salgl.errors import SalglError
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")
+T = TypeVar("T")
 
 
 @dataclass
 class Split:
-    """Image paths (resolved) and their 0/1 targets (images x labels, uint8)."""
+    """Image paths (resolved) and their 0/1 targets (images x labels, uint8); ``ignore``
+    marks unscored image-label pairs (1), left out of the loss and every metric."""
 
     paths: list[str]
     targets: np.ndarray
+    ignore: np.ndarray | None = None
+    listed: list[str] | None = None  # the paths as the list file writes them (portable)
+
+    def fingerprint(self) -> str:
+        """What the split holds, independent of where the dataset lies on this machine."""
+        h = hashlib.sha256("\n".join(self.listed or self.paths).encode())
+        h.update(np.ascontiguousarray(self.targets).tobytes())
+        if self.ignore is not None:
+            h.update(np.ascontiguousarray(self.ignore).tobytes())
+        return h.hexdigest()
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -41,9 +57,14 @@ class PreparedDataset:
     test: Split
     ignore: np.ndarray | None
     meta: dict
+    val: Split | None = None
 
     def split(self, name: str) -> Split:
-        return {"train": self.train, "test": self.test}[name]
+        found = {"train": self.train, "val": self.val, "test": self.test}[name]
+        if found is None:
+            raise SalglError(f"{self.root / (name + '.tsv')}: missing (set "
+                             "prepare.<dataset>.val_fraction above 0 and rerun prepare)")
+        return found
 
 
 def check_label_names(labels: Sequence[str], where: str) -> None:
@@ -81,16 +102,23 @@ def write_list(path: Path, entries: Iterable[tuple[str, Sequence[str]]]) -> None
     write_text(path, "".join(f"{p}\t{','.join(names)}\n" for p, names in entries))
 
 
+def ignore_file(split: str) -> str:
+    """ignore.npy holds the test split's unscored pairs (as VOC's difficult objects have
+    always had); other splits' live in ignore_<split>.npy."""
+    return "ignore.npy" if split == "test" else f"ignore_{split}.npy"
+
+
 def write_prepared(out: Path, labels: Sequence[str],
                    splits: dict[str, list[tuple[str, Sequence[str]]]],
-                   meta: dict, ignore: np.ndarray | None = None) -> None:
+                   meta: dict, ignores: dict[str, np.ndarray] | None = None) -> None:
     """Write the text/array files of a prepared dataset into an existing folder ``out``."""
     write_labels(out / "labels.txt", labels)
     for name in SPLITS:
-        write_list(out / f"{name}.tsv", splits[name])
-    if ignore is not None:
-        with atomic_path(out / "ignore.npy") as tmp, open(tmp, "wb") as fh:
-            np.save(fh, ignore.astype(np.uint8))
+        if name in splits:
+            write_list(out / f"{name}.tsv", splits[name])
+    for name, matrix in (ignores or {}).items():
+        with atomic_path(out / ignore_file(name)) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, matrix.astype(np.uint8))
     write_json(out / "meta.json", meta)
 
 
@@ -122,6 +150,7 @@ def read_list(path: Path, labels: Sequence[str], base: Path | None = None) -> Sp
     index = {name: i for i, name in enumerate(labels)}
     base = base or Path.cwd()
     paths: list[str] = []
+    listed: list[str] = []
     rows: list[list[int]] = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -137,28 +166,95 @@ def read_list(path: Path, labels: Sequence[str], base: Path | None = None) -> Sp
                 raise SalglError(f"{path}:{number}: unknown label {name!r} (not in labels.txt)")
             row.append(index[name])
         paths.append(image if os.path.isabs(image) else str(base / image))
+        listed.append(image)
         rows.append(row)
     targets = np.zeros((len(paths), len(labels)), dtype=np.uint8)
     for i, row in enumerate(rows):
         targets[i, row] = 1
-    return Split(paths=paths, targets=targets)
+    return Split(paths=paths, targets=targets, listed=listed)
 
 
-def load_prepared(root: str | Path, base: Path | None = None) -> PreparedDataset:
-    """Read and validate a prepared dataset folder."""
+def image_root_record(root: Path, prepared: Path) -> dict:
+    """How meta.json records the folder the lists' image paths are relative to: inside the
+    prepared folder (travels with it), else relative to the workspace, else absolute."""
+    try:
+        return {"path": root.resolve().relative_to(prepared.resolve()).as_posix() or ".",
+                "relative_to": "prepared"}
+    except ValueError:
+        shown = display_path(root)
+        return {"path": shown, "relative_to": "absolute" if os.path.isabs(shown)
+                else "workspace"}
+
+
+def relative_entry(path: Path, root: Path) -> str:
+    """An image path as the lists store it: relative to the image root where it lies inside."""
+    try:
+        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return Path(path).resolve().as_posix()
+
+
+def resolve_image_root(root: Path, meta: dict, override: str | Path | None,
+                       check: bool) -> Path | None:
+    """The image root of a prepared dataset (None: lists of an older salgl, relative to the
+    working directory); ``check`` refuses a root that is not there, naming what to set."""
+    record = meta.get("image_root")
+    if override is not None:
+        folder = Path(override)
+    elif record is None:
+        return None
+    elif record.get("relative_to") == "prepared":
+        folder = root / record["path"]
+    else:
+        folder = Path(record["path"])
+    if check and not folder.is_dir():
+        name = meta.get("dataset", root.name)
+        source = "image_roots" if override is not None else f"{root / 'meta.json'}"
+        raise SalglError(f"{folder}: image folder not found (from {source}); the prepared "
+                         f"lists name images relative to it: put the images there, or set "
+                         f"image_roots.{name} in params.yaml to where they are")
+    return folder
+
+
+def load_prepared(root: str | Path, base: Path | None = None,
+                  image_root: str | Path | None = None, images: bool = True
+                  ) -> PreparedDataset:
+    """Read and validate a prepared dataset folder; ``image_root`` overrides where its images
+    are, and ``images=False`` skips checking that they are there (labels only)."""
     root = Path(root)
     if not root.is_dir():
         raise SalglError(f"{root}: prepared dataset folder not found (run the prepare stage first)")
+    meta_path = root / "meta.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
+    base = resolve_image_root(root, meta, image_root, images) or base
     labels = read_labels(root / "labels.txt")
     train = read_list(root / "train.tsv", labels, base)
     test = read_list(root / "test.tsv", labels, base)
-    ignore = None
-    if (root / "ignore.npy").exists():
-        ignore = np.load(root / "ignore.npy", allow_pickle=False)
-        if ignore.shape != test.targets.shape:
-            raise SalglError(f"{root / 'ignore.npy'}: shape {ignore.shape} does not match "
-                             f"test images x labels {test.targets.shape}")
-    meta_path = root / "meta.json"
-    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
+    val = read_list(root / "val.tsv", labels, base) if (root / "val.tsv").is_file() else None
+    for name, split in (("train", train), ("val", val), ("test", test)):
+        path = root / ignore_file(name)
+        if split is None or not path.exists():
+            continue
+        split.ignore = np.load(path, allow_pickle=False)
+        if split.ignore.shape != split.targets.shape:
+            raise SalglError(f"{path}: shape {split.ignore.shape} does not match {name} "
+                             f"images x labels {split.targets.shape}")
+    ignore = test.ignore
     return PreparedDataset(root=root, labels=labels, train=train, test=test, ignore=ignore,
-                           meta=meta)
+                           meta=meta, val=val)
+
+
+def carve_validation(entries: Sequence[T], labels_of: Sequence[Sequence[int]],
+                     num_labels: int, fraction: float, seed: int, where: str
+                     ) -> tuple[list[T], list[T]]:
+    """Split training entries into (train, val) by iterative stratification, so that every
+    label keeps its share in both; ``labels_of[i]`` are entry i's label indices."""
+    from salgl.data.split import stratified_split
+
+    if fraction <= 0:
+        return list(entries), []
+    targets = np.zeros((len(entries), num_labels), dtype=np.uint8)
+    for row, indices in enumerate(labels_of):
+        targets[row, list(indices)] = 1
+    kept, carved = stratified_split(targets, fraction, seed, where)
+    return [entries[i] for i in kept], [entries[i] for i in carved]

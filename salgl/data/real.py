@@ -18,7 +18,8 @@ PREPARERS: dict[str, Callable[..., dict]] = {
 
 
 def prepare_real(name: str, raw: str | Path, out: str | Path, strict: bool = False,
-                 progress: bool = True, workers: int | None = None) -> dict:
+                 progress: bool = True, workers: int | None = None, val_fraction: float = 0.0,
+                 seed: int = 0) -> dict:
     """Prepare dataset ``name`` from ``raw`` into ``out``; a missing raw folder says how to fix."""
     if name not in PREPARERS:
         raise SalglError(f"prepare: no raw preparer for {name!r} (known: "
@@ -27,4 +28,5 @@ def prepare_real(name: str, raw: str | Path, out: str | Path, strict: bool = Fal
     if not raw.is_dir():
         raise SalglError(f"{raw}: raw dataset folder not found (set prepare.{name}.raw in "
                          "params.yaml or pass --raw)")
-    return PREPARERS[name](raw, Path(out), strict=strict, workers=workers, progress=progress)
+    return PREPARERS[name](raw, Path(out), strict=strict, workers=workers, progress=progress,
+                           val_fraction=val_fraction, seed=seed)

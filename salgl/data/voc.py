@@ -96,7 +96,8 @@ def voc_sample(raw: Path, image_id: str, split: str) -> Sample:
 
 
 def prepare_voc2007(raw: Path, out: Path, strict: bool = False, workers: int | None = None,
-                    progress: bool = True) -> dict:
+                    progress: bool = True, val_fraction: float = 0.0,
+        seed: int = 0) -> dict:
     """Write PASCAL VOC 2007 in the prepared format into ``out``; returns meta.json's content."""
     raw, out = Path(raw), Path(out)
     nested = raw / "VOC2007"
@@ -108,4 +109,5 @@ def prepare_voc2007(raw: Path, out: Path, strict: bool = False, workers: int | N
         samples[split] = [voc_sample(raw, image_id, split) for image_id in read_ids(raw / listing)]
     kept, skipped = drop_unreadable(samples, strict, workers, progress)
     return write_real_prepared(out, "voc2007", raw, VOC_CLASSES, kept, [], skipped,
-                               STANDARD_COUNTS, with_ignore=True)
+                               STANDARD_COUNTS, with_ignore=True,
+                               val_fraction=val_fraction, seed=seed)

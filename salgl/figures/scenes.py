@@ -1,0 +1,230 @@
+"""The learned scenes in numbers: each scene's top labels, and learned against true scenes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from salgl.errors import SalglError
+from salgl.figures.common import (
+    FONT,
+    FONT_LABEL,
+    FONT_SMALL,
+    FONT_TITLE,
+    MEMORY_NOTE,
+    annotate,
+    blank,
+    grid_shape,
+    new_figure,
+    save,
+)
+from salgl.figures.memory import as_cooccurrence, occurrences, scene_label_shares
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+_AMBIGUOUS = -2
+
+
+# --------------------------------------------------------------------------- top labels
+
+
+def top_labels_figure(memory: np.ndarray, labels: Sequence[str], top: int = 10) -> Figure:
+    """Per scene, the labels with the largest share of their occurrences in it, against 1/K."""
+    shares = scene_label_shares(memory)
+    scenes = memory.shape[0]
+    rows, cols = grid_shape(scenes)
+    count = min(top, len(labels))
+    xmax = min(1.0, float(shares.max(initial=0.0)) * 1.2) or 1.0
+    uniform = 1 / scenes
+    fig = new_figure(cols * 4.4, rows * (0.3 * count + 1.5) + 1.0, layout="constrained")
+    axes = []
+    for k in range(scenes):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        axes.append(ax)
+        ax.set_title(f"scene {k} ({occurrences(memory, k):,.0f} counts)", fontsize=FONT_LABEL)
+        ax.set_xlim(0, max(xmax, uniform * 1.1))
+        ax.tick_params(axis="x", labelsize=FONT_SMALL)
+        if k + cols >= scenes:
+            ax.set_xlabel("share of the label's occurrences in this scene", fontsize=FONT)
+        if occurrences(memory, k) <= 0:
+            ax.set_yticks([])
+            ax.text(0.5, 0.5, "empty memory\n(no label occurrences)", ha="center", va="center",
+                    color="0.3", fontsize=FONT_LABEL, transform=ax.transAxes)
+            continue
+        order = np.argsort(-shares[k], kind="stable")[:count][::-1]
+        values = shares[k][order]
+        ax.barh(np.arange(len(order)), values, color="tab:blue", alpha=0.85)
+        for yi, value in enumerate(values):
+            ax.text(value + xmax * 0.01, yi, f"{value:.2f}", va="center", fontsize=FONT_SMALL,
+                    zorder=5, bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
+        ax.axvline(uniform, color="tab:red", ls="--", lw=1.2,
+                   label=f"1/K = {uniform:.2f}: the share if scenes did not matter")
+        ax.set_yticks(np.arange(len(order)), [str(labels[i]) for i in order], fontsize=FONT)
+    drawn = [ax for ax in axes if ax.lines]  # one legend for the 1/K line of every panel
+    if drawn:
+        fig.legend(*drawn[0].get_legend_handles_labels(), loc="outside lower center",
+                   fontsize=FONT, frameon=False)
+    fig.suptitle(f"Each scene's top {count} labels by the share of their occurrences that fell "
+                 f"in it (K = {scenes} scenes)\nscene totals: {MEMORY_NOTE}", fontsize=FONT_TITLE)
+    return fig
+
+
+def plot_scene_top_labels(cooccurrence: Any, labels: Sequence[str], out_png: str | Path,
+                          top: int = 10) -> Path:
+    """For readers who prefer numbers: `top_labels_figure` saved to ``out_png``."""
+    memory = as_cooccurrence(cooccurrence, len(labels))
+    return save(top_labels_figure(memory, labels, top), out_png)
+
+
+# --------------------------------------------------------------------------- true scenes
+
+
+def read_scenes_tsv(scenes_tsv: str | Path) -> list[tuple[str, str, int, str]]:
+    """Rows (image_path, split, scene_index, scene_name) of a scenes.tsv; the header is skipped."""
+    path = Path(scenes_tsv)
+    if not path.is_file():
+        raise SalglError(f"{path}: scenes file not found")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split("\t")
+        if not line.strip() or (number == 1 and fields[0] == "image_path"):
+            continue
+        if len(fields) < 3:
+            raise SalglError(f"{path}:{number}: expected image_path<TAB>split<TAB>scene_index"
+                             "<TAB>scene_name")
+        try:
+            index = int(fields[2])
+        except ValueError:
+            raise SalglError(f"{path}:{number}: scene index {fields[2]!r} is not an integer"
+                             ) from None
+        rows.append((fields[0], fields[1], index, fields[3] if len(fields) > 3 else str(index)))
+    return rows
+
+
+def scene_names(rows: Sequence[tuple[str, str, int, str]]) -> list[str]:
+    """Scene names by index (0..max); an index that never appears is named by its number."""
+    names: dict[int, str] = {index: name for _, _, index, name in rows if index >= 0}
+    return [names.get(k, str(k)) for k in range(max(names, default=-1) + 1)]
+
+
+def _parts(path: str) -> tuple[str, ...]:
+    """Normalised path components without the root, for suffix matching."""
+    pure = PurePath(os.path.normpath(path.replace("\\", "/")))
+    return tuple(p for p in pure.parts if p not in (pure.anchor, ".", ""))
+
+
+def _resolved(path: str, base: Path) -> str:
+    return str((base / path).resolve()) if not os.path.isabs(path) else str(Path(path).resolve())
+
+
+def _scene_index(rows: Sequence[tuple[str, str, int, str]], tsv_dir: Path
+                 ) -> tuple[dict[str, int], dict[tuple[str, ...], int]]:
+    """Exact (resolved path) and suffix lookups; a suffix shared by two images is ambiguous."""
+    exact: dict[str, int] = {}
+    suffix: dict[tuple[str, ...], int] = {}
+    owner: dict[tuple[str, ...], int] = {}
+    for row, (image, _, index, _) in enumerate(rows):
+        for base in (Path.cwd(), tsv_dir):
+            exact.setdefault(_resolved(image, base), index)
+        parts = _parts(image)
+        for k in range(1, len(parts) + 1):
+            key = parts[-k:]
+            if key in owner and owner[key] != row:
+                suffix[key] = _AMBIGUOUS
+            else:
+                owner[key], suffix[key] = row, index
+    return exact, suffix
+
+
+def _match(path: str, exact: Mapping[str, int], suffix: Mapping[tuple[str, ...], int]) -> int:
+    """Scene of one prediction path: exact resolved match, else its longest unique suffix."""
+    found = exact.get(_resolved(path, Path.cwd()))
+    if found is not None:
+        return found
+    parts = _parts(path)
+    for k in range(len(parts), 0, -1):
+        index = suffix.get(parts[-k:])
+        if index is not None:
+            return -1 if index == _AMBIGUOUS else index
+    return -1
+
+
+def true_scenes_for(paths: Sequence[str], scenes_tsv: str | Path) -> np.ndarray:
+    """The true scene index of each prediction path (-1 when scenes.tsv does not know it)."""
+    exact, suffix = _scene_index(read_scenes_tsv(scenes_tsv), Path(scenes_tsv).parent)
+    return np.array([_match(str(p), exact, suffix) for p in paths], dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- scene matching
+
+
+def scene_matching(learned: np.ndarray, true: np.ndarray,
+                   true_names: Sequence[str] | None = None,
+                   num_learned: int | None = None) -> dict[str, Any]:
+    """How well learned scenes recover the true ones: contingency (learned x true), NMI, ARI.
+
+    Images with a negative (unknown) true scene are left out.
+    """
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    learned, true = np.asarray(learned, dtype=np.int64), np.asarray(true, dtype=np.int64)
+    if learned.shape != true.shape or learned.ndim != 1:
+        raise SalglError(f"scene_matching: learned {learned.shape} and true {true.shape} differ")
+    keep = (true >= 0) & (learned >= 0)
+    learned, true = learned[keep], true[keep]
+    rows = max(num_learned or 0, int(learned.max(initial=-1)) + 1)
+    names = list(true_names) if true_names is not None else []
+    cols = max(len(names), int(true.max(initial=-1)) + 1)
+    names += [str(k) for k in range(len(names), cols)]
+    table = np.zeros((rows, cols), dtype=np.int64)
+    np.add.at(table, (learned, true), 1)
+    empty = learned.size == 0
+    return {
+        "num_images": int(learned.size),
+        "nmi": None if empty else float(normalized_mutual_info_score(true, learned)),
+        "ari": None if empty else float(adjusted_rand_score(true, learned)),
+        "purity": None if empty else float(table.max(1).sum() / learned.size),
+        "contingency": table.tolist(),
+        "true_scene_names": names,
+    }
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def matching_figure(match: Mapping[str, Any]) -> Figure:
+    """Row-normalised learned x true contingency with counts, NMI and ARI in the title."""
+    table = np.asarray(match["contingency"], dtype=np.float64)
+    share = table / np.maximum(table.sum(1, keepdims=True), 1)
+    rows, cols = table.shape
+    fig = new_figure(min(max(6.5, 0.8 * cols + 3.5), 30), min(max(4.2, 0.5 * rows + 2.2), 30))
+    ax = fig.add_subplot()
+    image = ax.imshow(share, vmin=0, vmax=1, cmap="Blues", aspect="auto")
+    names = match.get("true_scene_names") or [str(k) for k in range(cols)]
+    ax.set_xticks(np.arange(cols), names, rotation=45 if cols > 6 else 0, ha="right"
+                  if cols > 6 else "center", fontsize=FONT)
+    ax.set_yticks(np.arange(rows), [f"learned {k}" for k in range(rows)], fontsize=FONT)
+    ax.set_xlabel("true scene", fontsize=FONT_LABEL)
+    ax.set_ylabel("learned scene (argmax)", fontsize=FONT_LABEL)
+    if rows * cols <= 400:
+        annotate(ax, table.astype(np.int64).astype(str), image.cmap(image.norm(share)), FONT)
+    bar = fig.colorbar(image, ax=ax)
+    bar.set_label("share of the learned scene's images", fontsize=FONT_LABEL)
+    ax.set_title(f"Learned vs true scenes: NMI {_fmt(match.get('nmi'))}, "
+                 f"ARI {_fmt(match.get('ari'))} ({match.get('num_images', int(table.sum()))} "
+                 "test images; cells: image counts)", fontsize=FONT_LABEL)
+    return fig
+
+
+def plot_scene_matching(match: Mapping[str, Any], out_png: str | Path) -> Path:
+    """`matching_figure` saved to ``out_png``; a placeholder when no image has a known scene."""
+    table = np.asarray(match["contingency"], dtype=np.float64)
+    if table.size == 0 or table.sum() == 0:
+        return blank(out_png, "Learned vs true scenes", "no test image with a known scene")
+    return save(matching_figure(match), out_png)

@@ -1,0 +1,74 @@
+"""What a model file holds, as a person reads it (`salgl info`) or as JSON (`--json`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from salgl.checkpoint import read_model_info
+
+
+def model_card(path: str | Path) -> dict[str, Any]:
+    """Architecture, labels, training data and selection of a model file, from its metadata
+    alone (no tensor is read)."""
+    meta = read_model_info(path)
+    extra, model = meta.get("extra", {}), meta["model"]
+    train = extra.get("train") or {}
+    return {
+        "file": str(path),
+        "format_version": meta["format_version"],
+        "architecture": {key: model.get(key) for key in (
+            "backbone", "backbone_stage", "img_size", "num_classes", "num_scenes",
+            "num_steps", "attention_dim", "embed_dim", "soft")},
+        "normalization": meta["normalization"].get("kind"),
+        "labels": meta["labels"],
+        "dataset": extra.get("dataset"),
+        "data_fingerprint": extra.get("data_fingerprint"),
+        "embedding": extra.get("embedding"),
+        "selected_on": extra.get("selected_on"),
+        "selected_epoch": extra.get("selected_epoch", extra.get("best_epoch")),
+        "selection_mAP": extra.get("selection_mAP", extra.get("best_test_mAP")),
+        "val_mAP": extra.get("val_mAP"),
+        "thresholds": (dict(zip(meta["labels"], extra["thresholds"], strict=True))
+                       if extra.get("thresholds") else None),
+        "training": {key: train.get(key) for key in (
+            "epochs", "batch_size", "lr", "pretrained", "augment", "randaugment", "seed")
+            if key in train},
+    }
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def card_text(card: dict[str, Any]) -> str:
+    """The card as a few aligned lines."""
+    arch = card["architecture"]
+    lines = [
+        f"model      {card['file']} (salgl model format {card['format_version']})",
+        f"backbone   {arch['backbone']}" + (f" up to stage {arch['backbone_stage']}"
+                                            if arch.get("backbone_stage") is not None else "")
+        + f", {arch['img_size']} px input, {card['normalization']} normalisation",
+        f"head       {arch['num_scenes']} scenes, {arch['num_steps']} propagation steps, "
+        f"attention {arch['attention_dim']}, label vectors "
+        f"{arch['embed_dim'] or 'learned'} ({card['embedding'] or 'unknown'})",
+        f"labels     {len(card['labels'])}: {', '.join(card['labels'][:12])}"
+        + (" ..." if len(card["labels"]) > 12 else ""),
+        f"data       {card['dataset'] or 'unknown'}"
+        + (f" (fingerprint {card['data_fingerprint']})" if card["data_fingerprint"] else ""),
+    ]
+    if card["selected_on"]:
+        lines.append(f"selected   epoch {card['selected_epoch']} on {card['selected_on']} "
+                     f"(mAP {_number(card['selection_mAP'])}); validation mAP "
+                     f"{_number(card['val_mAP'])}")
+    else:
+        lines.append("selected   not recorded (an imported or older model file)")
+    if card["training"]:
+        lines.append("training   " + ", ".join(f"{k} {v}" for k, v in card["training"].items()))
+    if card["thresholds"]:
+        cuts = ", ".join(f"{k} {v:.2f}" for k, v in list(card["thresholds"].items())[:12])
+        more = " ..." if len(card["thresholds"]) > 12 else ""
+        lines.append(f"thresholds calibrated on the validation split: {cuts}{more}")
+    else:
+        lines.append("thresholds none stored: salgl predict cuts at 0.5")
+    return "\n".join(lines)

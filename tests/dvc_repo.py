@@ -1,0 +1,97 @@
+"""A tiny copy of this repository for the tests that run the real `dvc` command: built,
+reproduced once and shared (session scope) by the pipeline and remote tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fakes import make_source
+
+REPO = Path(__file__).resolve().parents[1]
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+
+
+# The README's recipe for a readable `dvc exp show` (Everyday use).
+EXP_SHOW_DROP = (r".*_top3|.*_noninterp|(CP|CR|OP|OR).*|(num|labels|baseline|selected|scene)_.*"
+                 r"|.*/.*")
+
+
+def run(args: list[str], cwd: Path, check: bool = True,
+        columns: int | None = None) -> subprocess.CompletedProcess:
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, **GIT_ENV, "SALGL_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
+           "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    if columns:
+        env["COLUMNS"] = str(columns)
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0 or not check, f"{args} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def copy_repository(dest: Path) -> None:
+    """Tracked and untracked-but-not-ignored files, minus pipeline outputs."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    skip = ("data/", "models/", "plots/", "metrics/", "dvclive/", "state/", "dvc.lock")
+    for name in listed:
+        if name.startswith(skip) or not (REPO / name).is_file():
+            continue
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, dest / name)
+
+
+def tiny_params(source: Path) -> dict:
+    return {
+        "datasets": {"fashion_scenes": str(source)},
+        "official": {},
+        "nproc": 1,
+        "prepare": {"fashion_scenes": {"source": str(source), "image_size": 32,
+                                       "train_images": 48, "test_images": 24, "seed": 0}},
+        "embed": {"fashion_scenes": {"source": "cooccurrence", "dim": 8, "epochs": 30}},
+        "train": {"fashion_scenes": {"backbone": "resnet10t", "backbone_stage": 2,
+                                     "img_size": 32, "num_scenes": 2, "attention_dim": 8,
+                                     "encoder_ffn": 16, "epochs": 1, "batch_size": 16,
+                                     "num_workers": 0, "lr": 0.003, "ema_decay": 0.9,
+                                     "warmup": 0.6}},
+        "evaluate": {"fashion_scenes": {"threshold": 0.5}},
+        "plots": {"fashion_scenes": {"pr_labels": 4, "cloud_words": 10}},
+    }
+
+
+def build_tiny_repo(repo: Path, fmnist: Path) -> dict:
+    """A copy of this repository with tiny params, committed once (DVCLive needs a commit)."""
+    repo.mkdir(parents=True)
+    copy_repository(repo)
+    params = tiny_params(make_source(fmnist, n_train=60, n_test=30))
+    (repo / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    run(["git", "init", "-q"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "tiny"], repo)
+    return params
+
+
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """One tiny repository, reproduced once and committed. test_dvc_pipeline.py's tests then
+    change it in file order, and test_remote.py pushes and clones it."""
+    root = tmp_path_factory.mktemp("pipeline")
+    repo = root / "repo"
+    params = build_tiny_repo(repo, root / "fmnist")
+    first = run(["dvc", "repro"], repo)
+    for stage in ("prepare", "embed", "train", "evaluate", "plots"):
+        assert f"Running stage '{stage}@fashion_scenes'" in first.stdout
+    second = run(["dvc", "repro"], repo)
+    assert "Running stage" not in second.stdout
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "results"], repo)
+    return repo, params
+
+
