@@ -300,3 +300,24 @@ def test_state_dict_mismatch_names_the_keys(tiny_run: TinyRun, tmp_path: Path) -
     message = str(caught.value)
     assert "\n" not in message
     assert f"1 missing ({dropped})" in message and "1 unexpected (extra.weight)" in message
+
+
+def test_prepare_onto_a_full_disk_names_the_folder(tmp_path: Path, salgl_main) -> None:
+    from fakes import make_source
+
+    source = make_source(tmp_path / "fmnist", n_train=40, n_test=20)
+    (tmp_path / "params.yaml").write_text(
+        f"prepare:\n  fashion_scenes:\n    source: {source}\n    train_images: 40\n"
+        "    test_images: 20\n    image_size: 32\n", encoding="utf-8")
+    with small_mount(tmp_path / "disk", 64) as disk:
+        out = disk / "prepared"
+        (out / "images").mkdir(parents=True)
+        (out / "labels.txt").write_text("the earlier dataset\n")
+        fill(disk)
+        code, _, err = salgl_main("prepare", "fashion_scenes", "--params",
+                                  str(tmp_path / "params.yaml"), "--out", str(out))
+        lines = [line for line in err.splitlines() if line.startswith("salgl ")]
+        assert code == 2 and len(lines) == 1, err
+        assert f"{out}: cannot write (No space left on device)" in lines[0]
+        assert (out / "labels.txt").read_text() == "the earlier dataset\n"
+        assert sorted(p.name for p in disk.iterdir()) == ["filler", "prepared"]
