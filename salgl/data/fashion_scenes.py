@@ -230,8 +230,9 @@ def _write_png(path: Path, pixels: np.ndarray) -> None:
 
 
 def _make_split(cfg: FashionScenesConfig, split: str, count: int, folder: Path, tmp: Path,
-                out: Path, bar: tqdm) -> list[tuple[ImagePlan, str]]:
-    """Plan, render and write one split; returns each plan with its final display path."""
+                bar: tqdm) -> list[tuple[ImagePlan, str]]:
+    """Plan, render and write one split; returns each plan with its path in the lists
+    (relative to the prepared folder's images/)."""
     images, labels = read_split(folder, split)
     pools = _class_pools(labels, split, folder)
     dists = scene_distributions(cfg.num_scenes, cfg.scene_purity)
@@ -291,7 +292,7 @@ def prepare_fashion_scenes(cfg: FashionScenesConfig, out: Path) -> dict:
         with tqdm(total=sum(counts.values()), desc="fashion_scenes", unit="img",
                   file=sys.stderr) as bar:
             for split, count in counts.items():
-                done[split] = _make_split(cfg, split, count, folder, tmp, out, bar)
+                done[split] = _make_split(cfg, split, count, folder, tmp, bar)
         # Validation images come out of the training images (the test split stays as is).
         train, val = carve_validation(done["train"], [plan.labels for plan, _ in done["train"]],
                                       len(FASHION_LABELS), cfg.val_fraction, cfg.seed,
