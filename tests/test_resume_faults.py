@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -113,3 +114,29 @@ def test_an_interrupted_fresh_run_keeps_the_published_curves(data: Path, tmp_pat
     killed = _run([str(KILL_AT), "mid_epoch", "0", "--", *command])
     assert killed.returncode == -9
     assert _curves(tmp_path / "run" / "live") == before
+
+
+def test_sigterm_stops_with_143_and_one_line(data: Path, tmp_path: Path) -> None:
+    """A run stopped with SIGTERM (as schedulers stop jobs) says so, exits 143, and leaves
+    the resume state of its last finished epoch and no temporary file."""
+    settings = dict(backbone="resnet10t", backbone_stage=2, img_size=32, num_scenes=2,
+                    attention_dim=8, encoder_ffn=16, epochs=40, batch_size=8, num_workers=0)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(
+        {"train": {"fashion_scenes": settings}}), encoding="utf-8")
+    command = _train_command(tmp_path, data, "run")[1:]  # not quiet: wait for the epoch lines
+    env = {**os.environ, "SALGL_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-m", "salgl.cli", *command], env=env,
+                               stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if line.startswith("fashion_scenes epoch 2/40:"):  # epoch 1 saved by then
+            break
+    process.send_signal(signal.SIGTERM)
+    rest = process.stderr.read()
+    assert process.wait(timeout=60) == 143, "".join(seen) + rest
+    assert "salgl train: terminated; finished outputs are kept" in rest
+    assert "Traceback" not in rest
+    state = tmp_path / "run" / "state"
+    assert (state / "last.safetensors").is_file()
+    assert not list(tmp_path.rglob(".*.tmp"))
