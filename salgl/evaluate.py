@@ -65,7 +65,7 @@ def evaluate_model(model_path: str | Path, data: PreparedDataset, threshold: flo
                                          desc="evaluate")
     metrics = compute_metrics(scores, data.test.targets, data.ignore, threshold, scene_probs)
     metrics["baseline_label_prior_mAP"] = label_prior_map(data.test.targets, data.ignore)
-    metrics.update(selection_summary(info, model_path))
+    metrics.update(selection_summary(info))
     thresholds = info.extra.get("thresholds")
     if thresholds is not None:
         cuts = check_thresholds(thresholds, len(info.labels), f"{model_path}: thresholds")
@@ -85,7 +85,7 @@ def headline_first(metrics: dict) -> dict:
             **{k: v for k, v in metrics.items() if k not in HEADLINE}}
 
 
-def selection_summary(info: ModelInfo, model_path: str | Path) -> dict:
+def selection_summary(info: ModelInfo) -> dict:
     """How the model's weights were chosen, from its file: split, epoch, validation mAP."""
     extra = info.extra
     if "selected_on" not in extra:  # imported checkpoints, files of older salgl versions

@@ -143,10 +143,10 @@ def load_label_vectors(embed_dir: Path, labels: list[str]) -> tuple[np.ndarray, 
     return vectors, info
 
 
-def fingerprint(cfg: TrainConfig, data: PreparedDataset, vectors: np.ndarray) -> str:
+def fingerprint(cfg: TrainConfig, data_print: str, vectors: np.ndarray) -> str:
     """Identifies settings + data, so resume state from another run is never reused."""
     h = hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode())
-    h.update(data_fingerprint(data).encode())
+    h.update(data_print.encode())
     h.update(np.ascontiguousarray(vectors).tobytes())
     return h.hexdigest()
 
@@ -267,7 +267,8 @@ class Trainer:
         if data.val is not None and cfg.select_on != "val":
             check_images_exist(data.val.paths, data.root / "val.tsv")
         self.vectors, self.embed_info = load_label_vectors(embed_dir, data.labels)
-        self.fingerprint = fingerprint(cfg, data, self.vectors)
+        self.data_fingerprint = data_fingerprint(data)
+        self.fingerprint = fingerprint(cfg, self.data_fingerprint, self.vectors)
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg, data.labels, self.vectors, self.embed_info,
                                  self.key).to(self.device)
@@ -460,14 +461,12 @@ class Trainer:
         return mean_ap(average_precision(scores, split.targets, split.ignore))
 
     def calibrate(self) -> tuple[float | None, list[float] | None]:
-        """Validation mAP and per-label thresholds of the selected weights (None without a
-        validation split)."""
+        """Validation mAP and per-label thresholds of the evaluation weights, the selected ones
+        by now (None without a validation split)."""
         from salgl.calibration import calibrate_thresholds
 
         if self.data.val is None:
             return None, None
-        if self.best_state is not None:
-            self.eval_model.load_state_dict(self.best_state)
         loader = (self.select_loader if self.cfg.select_on == "val"
                   else self._loader(self.data.val, train=False))
         scores = self.score(loader, self.data.val, "val")
@@ -535,6 +534,8 @@ class Trainer:
         finally:
             if live is not None:
                 live.end()
+        if self.best_state is not None:  # the selected epoch's EMA weights, once
+            self.eval_model.load_state_dict(self.best_state)
         val_map, thresholds = self.calibrate()
         if self.dist.main:
             self.save_model(val_map, thresholds)
@@ -552,15 +553,14 @@ class Trainer:
             dist.barrier()
 
     def save_model(self, val_map: float | None, thresholds: list[float] | None) -> None:
-        """The selected EMA weights, with what selected them and the calibrated cuts."""
+        """The selected EMA weights (already in eval_model), with what selected them and the
+        calibrated cuts."""
         model = self.eval_model
-        if self.best_state is not None:
-            model.load_state_dict(self.best_state)
         mean, std = normalization_stats(self.cfg.normalization)
         checkpoint.save_model(
             self.model_out, model, self.data.labels,
             {"kind": self.cfg.normalization, "mean": list(mean), "std": list(std)},
-            extra={"dataset": self.name, "data_fingerprint": data_fingerprint(self.data)[:16],
+            extra={"dataset": self.name, "data_fingerprint": self.data_fingerprint[:16],
                    "selected_on": self.cfg.select_on,
                    "selected_epoch": self.best_epoch + 1, "selection_mAP": self.best_map,
                    "val_mAP": val_map, "thresholds": thresholds,
