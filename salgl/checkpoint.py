@@ -106,7 +106,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"
     """Rebuild a SALGL model from one of our files, in eval mode."""
     from safetensors.torch import load_file
 
-    from salgl.model.salgl import SALGL, SalglConfig
+    from salgl.model.salgl import SalglConfig, create_model
 
     meta = read_model_info(path)
     try:
@@ -117,7 +117,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"
         raise SalglError(f"{path}: metadata field 'labels' has {len(meta['labels'])} names "
                          f"for {config.num_classes} classes")
     state = load_file(str(path))
-    model = SALGL(config)
+    model = create_model(config)
     mismatch = describe_mismatch(model.state_dict(), state)
     if mismatch:
         raise SalglError(f"{path}: tensors do not match the stored config: {mismatch}")

@@ -145,6 +145,9 @@ class TrainConfig:
                                     "null = the last features")
     img_size: int = _f(64, lo=16, hi=2048)
     normalization: str = _f("imagenet", choices=("imagenet", "none"))
+    head: str = _f("salgl", choices=("salgl", "linear"),
+                   doc="linear: the plain-backbone baseline (global average pooling and one "
+                   "linear layer, same loss and recipe); the SALGL head settings are unused")
     num_scenes: int = _f(4, lo=1, hi=256)
     num_steps: int = _f(3, lo=0, hi=16)
     attention_dim: int = _f(1024, lo=1)

@@ -19,7 +19,8 @@ def model_card(path: str | Path) -> dict[str, Any]:
         "format_version": meta["format_version"],
         "architecture": {key: model.get(key) for key in (
             "backbone", "backbone_stage", "img_size", "num_classes", "num_scenes",
-            "num_steps", "attention_dim", "embed_dim", "soft")},
+            "num_steps", "attention_dim", "embed_dim", "soft")} | {
+            "head": model.get("head", "salgl")},
         "normalization": meta["normalization"].get("kind"),
         "labels": meta["labels"],
         "dataset": extra.get("dataset"),
@@ -41,6 +42,15 @@ def _number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def _head_line(arch: dict[str, Any], embedding: str | None) -> str:
+    if arch["head"] == "linear":
+        return ("head       linear: global average pooling and one linear layer (the "
+                "plain-backbone baseline; no scenes, no label graph)")
+    return (f"head       {arch['num_scenes']} scenes, {arch['num_steps']} propagation steps, "
+            f"attention {arch['attention_dim']}, label vectors "
+            f"{arch['embed_dim'] or 'learned'} ({embedding or 'unknown'})")
+
+
 def card_text(card: dict[str, Any]) -> str:
     """The card as a few aligned lines."""
     arch = card["architecture"]
@@ -49,9 +59,7 @@ def card_text(card: dict[str, Any]) -> str:
         f"backbone   {arch['backbone']}" + (f" up to stage {arch['backbone_stage']}"
                                             if arch.get("backbone_stage") is not None else "")
         + f", {arch['img_size']} px input, {card['normalization']} normalisation",
-        f"head       {arch['num_scenes']} scenes, {arch['num_steps']} propagation steps, "
-        f"attention {arch['attention_dim']}, label vectors "
-        f"{arch['embed_dim'] or 'learned'} ({card['embedding'] or 'unknown'})",
+        _head_line(arch, card["embedding"]),
         f"labels     {len(card['labels'])}: {', '.join(card['labels'][:12])}"
         + (" ..." if len(card["labels"]) > 12 else ""),
         f"data       {card['dataset'] or 'unknown'}"

@@ -46,7 +46,7 @@ from salgl.ema import ModelEma
 from salgl.errors import SalglError
 from salgl.losses import SalglCriterion
 from salgl.metrics import average_precision, mean_ap
-from salgl.model.salgl import SALGL, SalglConfig
+from salgl.model.salgl import BackboneModel, SalglConfig, create_model
 from salgl.runtime import cpu_cores, keep_freed_memory
 from salgl.step_in_backward import StepInBackward
 
@@ -118,14 +118,17 @@ def check_schedule(cfg: TrainConfig, steps_per_epoch: int, key: str) -> None:
 
 
 def model_config(cfg: TrainConfig, num_classes: int, embed_dim: int | None) -> SalglConfig:
+    """The architecture the settings ask for; the linear head has one scene and no steps."""
+    plain = cfg.head == "linear"
     return SalglConfig(
         backbone=cfg.backbone, num_classes=num_classes, img_size=cfg.img_size,
-        embed_dim=embed_dim, num_scenes=cfg.num_scenes, num_steps=cfg.num_steps,
+        embed_dim=embed_dim, num_scenes=1 if plain else cfg.num_scenes,
+        num_steps=0 if plain else cfg.num_steps,
         attention_dim=cfg.attention_dim, encoder_heads=cfg.encoder_heads,
         encoder_ffn=cfg.encoder_ffn, dropout=cfg.dropout, output_stride=cfg.output_stride,
         backbone_stage=cfg.backbone_stage,
         pos_encoding=cfg.pos_encoding, outmess=cfg.outmess, normalize=cfg.normalize,
-        ignore_self=cfg.ignore_self, soft=cfg.soft)
+        ignore_self=cfg.ignore_self, soft=cfg.soft, head=cfg.head)
 
 
 def load_label_vectors(embed_dir: Path, labels: list[str]) -> tuple[np.ndarray, dict]:
@@ -161,12 +164,13 @@ def data_fingerprint(data: PreparedDataset) -> str:
 
 
 def build_model(cfg: TrainConfig, labels: list[str], vectors: np.ndarray, info: dict,
-                key: str) -> SALGL:
+                key: str) -> BackboneModel:
     embed_dim = None if info.get("source") == "random" else int(vectors.shape[1])
     mcfg = model_config(cfg, len(labels), embed_dim)
     embeddings = None if embed_dim is None else torch.from_numpy(vectors)
-    model = SALGL(mcfg, embeddings, pretrained=cfg.pretrained, pretrained_path=cfg.pretrained_path)
-    if model.feature_dim % cfg.encoder_heads:
+    model = create_model(mcfg, embeddings, pretrained=cfg.pretrained,
+                         pretrained_path=cfg.pretrained_path)
+    if cfg.head == "salgl" and model.feature_dim % cfg.encoder_heads:
         raise SalglError(f"{key}.encoder_heads: {cfg.encoder_heads} does not divide the "
                          f"backbone's feature width {model.feature_dim}")
     return model

@@ -46,6 +46,7 @@ class SalglConfig:
     normalize: bool = True
     ignore_self: bool = False
     soft: bool = False
+    head: str = "salgl"  # "linear": the plain-backbone baseline (salgl.model.plain)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,19 +83,71 @@ def cooccurrence_increment(scene_probs: torch.Tensor, targets: torch.Tensor, num
     return torch.einsum("bk,bi,bj->kij", weights, targets, targets)
 
 
-class SALGL(nn.Module):
-    """Scene-Aware Label Graph Learning (Zhu et al., ICCV 2023)."""
+class BackboneModel(nn.Module):
+    """What SALGL and the plain-backbone baseline share: the timm backbone, its memory layout
+    and recompute switches, and the label co-occurrence memory M (one matrix per scene)."""
 
-    def __init__(self, config: SalglConfig, label_embeddings: torch.Tensor | None = None, *,
-                 pretrained: bool = False, pretrained_path: str | None = None):
+    def __init__(self, config: SalglConfig, *, pretrained: bool = False,
+                 pretrained_path: str | None = None):
         super().__init__()
         self.config = config
         self.backbone = create_backbone(config.backbone, img_size=config.img_size,
                                         output_stride=config.output_stride,
                                         stage=config.backbone_stage,
                                         pretrained=pretrained, pretrained_path=pretrained_path)
-        dim = self.backbone.num_features
-        self.feature_dim = dim
+        self.feature_dim = self.backbone.num_features
+        self.gather: GatherFn | None = None
+        self.channels_last = False
+        self.recompute_cut = 0
+
+    def set_channels_last(self, enabled: bool = True) -> BackboneModel:
+        """Run the backbone in NHWC memory: faster convolutions on CPU (oneDNN, measured 13%
+        on ResNet-50) and on CUDA tensor cores. The same function; inputs are converted."""
+        self.backbone.to(memory_format=torch.channels_last if enabled
+                         else torch.contiguous_format)
+        self.channels_last = enabled
+        return self
+
+    def set_recompute(self, stages: int, key: str = "recompute_stages") -> BackboneModel:
+        """Recompute the backbone's first ``stages`` timm stages in backward (training only):
+        less activation memory for some extra compute; the same numbers."""
+        if stages <= 0:
+            self.recompute_cut = 0
+            return self
+        cut = split_point(self.backbone, stages, key)
+        check_sequential(self.backbone, partial(backbone_features, self.backbone), key)
+        self.recompute_cut = cut
+        return self
+
+    def tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Backbone tokens (B, N, D), in the chosen memory layout, recomputing in training."""
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        cut = self.recompute_cut if self.training and torch.is_grad_enabled() else 0
+        return feature_tokens(self.backbone, images, cut)
+
+    def _update_cooccurrence(self, scene_probs: torch.Tensor, targets: torch.Tensor
+                             ) -> torch.Tensor:
+        """Add this batch's label outer products to M (training only); return the M to use."""
+        dtype = self.cooccurrence.dtype
+        probs, labels = scene_probs.to(dtype), targets.to(dtype)
+        if self.gather is not None:
+            probs, labels = self.gather(probs, labels)
+        if not self.config.soft:
+            probs = probs.detach()
+        increment = cooccurrence_increment(probs, labels, self.config.num_scenes, self.config.soft)
+        updated = self.cooccurrence.detach() + increment
+        self.cooccurrence.copy_(updated.detach())
+        return updated
+
+
+class SALGL(BackboneModel):
+    """Scene-Aware Label Graph Learning (Zhu et al., ICCV 2023)."""
+
+    def __init__(self, config: SalglConfig, label_embeddings: torch.Tensor | None = None, *,
+                 pretrained: bool = False, pretrained_path: str | None = None):
+        super().__init__(config, pretrained=pretrained, pretrained_path=pretrained_path)
+        dim = self.feature_dim
         self.encoder = ContextEncoderLayer(dim, config.encoder_heads, config.encoder_ffn,
                                            config.dropout)
         self.scene_classifier = nn.Linear(dim, config.num_scenes, bias=False)
@@ -114,28 +167,6 @@ class SALGL(nn.Module):
         self.fusion = nn.Linear(2 * dim if config.num_steps > 0 else dim, dim)
         self.classifier = PerLabelLinear(c, dim)
         self.register_buffer("cooccurrence", torch.zeros(config.num_scenes, c, c))
-        self.gather: GatherFn | None = None
-        self.channels_last = False
-        self.recompute_cut = 0
-
-    def set_channels_last(self, enabled: bool = True) -> SALGL:
-        """Run the backbone in NHWC memory: faster convolutions on CPU (oneDNN, measured 13%
-        on ResNet-50) and on CUDA tensor cores. The same function; inputs are converted."""
-        self.backbone.to(memory_format=torch.channels_last if enabled
-                         else torch.contiguous_format)
-        self.channels_last = enabled
-        return self
-
-    def set_recompute(self, stages: int, key: str = "recompute_stages") -> SALGL:
-        """Recompute the backbone's first ``stages`` timm stages in backward (training only):
-        less activation memory for some extra compute; the same numbers."""
-        if stages <= 0:
-            self.recompute_cut = 0
-            return self
-        cut = split_point(self.backbone, stages, key)
-        check_sequential(self.backbone, partial(backbone_features, self.backbone), key)
-        self.recompute_cut = cut
-        return self
 
     def _position_code(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor | None:
         if not self.config.pos_encoding:
@@ -144,26 +175,9 @@ class SALGL(nn.Module):
         code = sine_position_code(grid[0], grid[1], tokens.shape[-1], prefix, device=tokens.device)
         return code.to(tokens.dtype)[None]
 
-    def _update_cooccurrence(self, scene_probs: torch.Tensor, targets: torch.Tensor
-                             ) -> torch.Tensor:
-        """Add this batch's label outer products to M (training only); return the M to use."""
-        dtype = self.cooccurrence.dtype
-        probs, labels = scene_probs.to(dtype), targets.to(dtype)
-        if self.gather is not None:
-            probs, labels = self.gather(probs, labels)
-        if not self.config.soft:
-            probs = probs.detach()
-        increment = cooccurrence_increment(probs, labels, self.config.num_scenes, self.config.soft)
-        updated = self.cooccurrence.detach() + increment
-        self.cooccurrence.copy_(updated.detach())
-        return updated
-
     def forward(self, images: torch.Tensor, targets: torch.Tensor | None = None
                 ) -> dict[str, torch.Tensor]:
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        cut = self.recompute_cut if self.training and torch.is_grad_enabled() else 0
-        tokens, grid = feature_tokens(self.backbone, images, cut)
+        tokens, grid = self.tokens(images)
         tokens = self.encoder(tokens, self._position_code(tokens, grid))
         scene_logits = self.scene_classifier(tokens.mean(dim=1))
         scene_probs = scene_logits.to(self.cooccurrence.dtype).softmax(dim=-1)
@@ -188,3 +202,21 @@ class SALGL(nn.Module):
         logits = self.classifier(fused)
         return {"logits": logits, "scene_logits": scene_logits, "scene_probs": scene_probs,
                 "attention": alpha, "graphs": graphs}
+
+
+HEADS = ("salgl", "linear")
+
+
+def create_model(config: SalglConfig, label_embeddings: torch.Tensor | None = None, *,
+                 pretrained: bool = False, pretrained_path: str | None = None
+                 ) -> BackboneModel:
+    """The model a config describes: SALGL, or the plain-backbone baseline (head: linear)."""
+    if config.head == "linear":
+        from salgl.model.plain import PlainClassifier
+
+        return PlainClassifier(config, label_embeddings, pretrained=pretrained,
+                               pretrained_path=pretrained_path)
+    if config.head != "salgl":
+        raise ValueError(f"unknown head {config.head!r} (expected one of {', '.join(HEADS)})")
+    return SALGL(config, label_embeddings, pretrained=pretrained,
+                 pretrained_path=pretrained_path)
