@@ -22,7 +22,8 @@ Scene-Aware Label Graph Learning (SALGL, ICCV 2023) for multi-label image classi
 Pipeline stages (what `dvc repro` runs, one per dataset, settings from params.yaml):
   prepare -> embed -> train -> evaluate -> plots
 Other tools: predict (label your own images), info (what a model file holds), metrics
-(score a predictions file), export (ONNX), import-official (released checkpoints).
+(score a predictions file), export (ONNX), import-official (released checkpoints),
+ablation (the stages of the scene-awareness ablation, experiments/ablation).
 Run `salgl COMMAND --help` for each command's options."""
 
 
@@ -192,7 +193,34 @@ def build_parser() -> argparse.ArgumentParser:
                        "`scene_probs`.")
     p.add_argument("predictions", type=Path)
     p.add_argument("--threshold", type=float, default=0.5)
+    _ablation_parser(sub)
     return parser
+
+
+ABLATION_HELP = """\
+The seeded ablation of scene awareness (docs/results.md), one action per DVC stage of
+experiments/ablation/dvc.yaml: `dvc repro experiments/ablation/dvc.yaml` runs them all.
+A cell is one (data, variant, seed); its names come from the params file's lists."""
+
+
+def _ablation_parser(sub) -> None:
+    p = sub.add_parser("ablation", help="Run one stage of the scene-awareness ablation.",
+                       description=ABLATION_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--params", type=Path, default=Path("experiments/ablation/params.yaml"),
+                   help="the ablation's params file (default: %(default)s)")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = actions.add_parser("prepare", help="compose one data variant (scenes or control)")
+    a.add_argument("data", help="a name from the params file's data_settings")
+    a.add_argument("--raw", type=Path, help="folder with the Fashion-MNIST IDX files")
+    a = actions.add_parser("embed", help="label vectors of one data variant")
+    a.add_argument("data", help="a name from the params file's data_settings")
+    a = actions.add_parser("run", help="train one cell, then score its test split once")
+    a.add_argument("data", help="a name from the params file's data_settings")
+    a.add_argument("variant", help="a name from the params file's variant_settings")
+    a.add_argument("seed", type=int, help="train.seed of this run")
+    actions.add_parser("summary", help="results/ablation.csv, the paired differences and "
+                       "the figure")
 
 
 def _overrides(items: Sequence[str]) -> dict:
@@ -308,10 +336,27 @@ def _cmd_metrics(args):
     print(json.dumps(metrics_from_file(args.predictions, args.threshold), indent=2))
 
 
+def _cmd_ablation(args):
+    from salgl.ablation import Cell, embed_data, load_ablation, prepare_data, run_cell
+
+    ablation = load_ablation(args.params)
+    if args.action == "prepare":
+        prepare_data(ablation, args.data, args.raw)
+    elif args.action == "embed":
+        embed_data(ablation, args.data)
+    elif args.action == "run":
+        run_cell(ablation, Cell(args.data, args.variant, args.seed))
+    else:
+        from salgl.ablation_summary import summarise
+
+        summarise(ablation)
+
+
 COMMANDS = {"prepare": _cmd_prepare, "embed": _cmd_embed, "train": _cmd_train,
             "evaluate": _cmd_evaluate, "plots": _cmd_plots, "predict": _cmd_predict,
             "metrics": _cmd_metrics, "info": _cmd_info, "import-official": _cmd_import_official,
-            "evaluate-official": _cmd_evaluate_official, "export": _cmd_export}
+            "evaluate-official": _cmd_evaluate_official, "export": _cmd_export,
+            "ablation": _cmd_ablation}
 
 
 def one_line(error: BaseException) -> str:
@@ -374,6 +419,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_stage(stage: str, argv: Sequence[str]) -> int:
     """Entry point of the stage scripts in stages/: ``python stages/STAGE.py DATASET``."""
     return main([stage, *argv])
+
+
+def run_ablation_stage(argv: Sequence[str]) -> int:
+    """Entry point of stages/ablation.py: ``python stages/ablation.py ACTION ...``."""
+    return main(["ablation", *argv])
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ class TrainResult:
     resumed_from: int
     selected_on: str = "val"
     val_map: float | None = None
+    epoch_seconds: tuple[float, ...] = ()  # wall time of each epoch this process trained
 
 
 def autocast_dtype(amp: bool, device: torch.device) -> torch.dtype | None:
@@ -495,6 +496,7 @@ class Trainer:
             log.info("%s", self.summary())
         cfg = self.cfg
         epoch = self.start_epoch - 1
+        epoch_seconds: list[float] = []
         try:
             for epoch in range(self.start_epoch, cfg.epochs):
                 torch.manual_seed(cfg.seed * 100003 + epoch)
@@ -505,6 +507,7 @@ class Trainer:
                 losses = self.train_epoch(epoch)
                 selection_map = self.evaluate_ema()
                 seconds = time.perf_counter() - started
+                epoch_seconds.append(seconds)
                 improved = selection_map > self.best_map
                 if improved:
                     self.best_map, self.best_epoch, self.stale = selection_map, epoch, 0
@@ -548,7 +551,7 @@ class Trainer:
             self.finish_state()
         self._barrier()
         return TrainResult(self.best_map, self.best_epoch, epoch + 1, self.start_epoch,
-                           self.cfg.select_on, val_map)
+                           self.cfg.select_on, val_map, tuple(epoch_seconds))
 
     def _barrier(self) -> None:
         if self.dist.enabled:

@@ -36,11 +36,15 @@ def run(args: list[str], cwd: Path, check: bool = True,
     return result
 
 
-def copy_repository(dest: Path) -> None:
-    """Tracked and untracked-but-not-ignored files, minus pipeline outputs."""
+def copy_repository(dest: Path, ablation: bool = False) -> None:
+    """Tracked and untracked-but-not-ignored files, minus pipeline outputs; the ablation's
+    pipeline only with ``ablation`` (else its stages would count in `dvc status`)."""
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
                             capture_output=True, text=True, check=True).stdout.splitlines()
-    skip = ("data/", "models/", "plots/", "metrics/", "dvclive/", "state/", "dvc.lock")
+    skip = ("data/", "models/", "plots/", "metrics/", "dvclive/", "state/", "dvc.lock",
+            "results/", "experiments/ablation/dvc.lock")
+    if not ablation:
+        skip += ("experiments/",)
     for name in listed:
         if name.startswith(skip) or not (REPO / name).is_file():
             continue
