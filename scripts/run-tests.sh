@@ -5,4 +5,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # shellcheck disable=SC1091
 source .venv/bin/activate
-exec python -m pytest "$@"
+# Two or more test processes (pytest-xdist), split by file: many tests spend their time
+# starting Python processes, which a second core overlaps. SALGL_TEST_WORKERS=0 runs serially.
+exec python -m pytest -n "${SALGL_TEST_WORKERS:-auto}" --maxprocesses 4 --dist loadfile "$@"

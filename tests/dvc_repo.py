@@ -85,7 +85,7 @@ def build_tiny_repo(repo: Path, fmnist: Path) -> dict:
 @pytest.fixture(scope="session")
 def reproduced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """One tiny repository, reproduced once and committed. test_dvc_pipeline.py's tests then
-    change it in file order, and test_remote.py pushes and clones it."""
+    change it in file order, and its last test pushes and clones it."""
     root = tmp_path_factory.mktemp("pipeline")
     repo = root / "repo"
     params = build_tiny_repo(repo, root / "fmnist")

@@ -25,6 +25,7 @@ def tiny_ablation(source: Path) -> dict:
     return params
 
 
+@pytest.mark.slow
 def test_ablation_pipeline_runs_through_dvc_repro(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -107,3 +108,20 @@ def test_reading_rule_counts_only_differences_beyond_the_seed_spread() -> None:
     assert rows["a-b"]["reading"] == "no measurable difference"
     assert rows["a-d"]["reading"] == "a better"
     assert [rows["a-d"][f"seed_{s}"] for s in range(3)] == pytest.approx([0.05] * 3)
+
+
+def test_readme_headline_numbers_are_the_committed_table() -> None:
+    """The README's ablation table quotes results/ablation.csv as that run wrote it."""
+    with open(REPO / "results/ablation.csv", newline="") as f:
+        table = {(r["data"], r["variant"]): r for r in csv.DictReader(f)}
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Is scene awareness worth it?"):]
+    section = section[:section.index("\n## ")]
+    rows = [line for line in section.splitlines() if line.startswith("| (")]
+    assert [line[3] for line in rows] == ["a", "b", "d"]
+    for line in rows:
+        variant = line[3]
+        cells = [c.strip() for c in line.strip("|").split("|")][1:]
+        for data, cell in zip(("scenes", "control"), cells, strict=True):
+            row = table[data, variant]
+            assert cell == f"{float(row['mAP_mean']):.3f} ± {float(row['mAP_std']):.3f}"
