@@ -125,3 +125,17 @@ def test_readme_headline_numbers_are_the_committed_table() -> None:
         for data, cell in zip(("scenes", "control"), cells, strict=True):
             row = table[data, variant]
             assert cell == f"{float(row['mAP_mean']):.3f} ± {float(row['mAP_std']):.3f}"
+
+    # the prose under the table: the reading, the paired lead, the cost and the NMI
+    with open(REPO / "results/ablation_differences.csv", newline="") as f:
+        diffs = {(r["data"], r["comparison"]): r for r in csv.DictReader(f)}
+    assert all(diffs[d, c]["reading"] == "no measurable difference"
+               for d in ("scenes", "control") for c in ("a-b", "a-d"))
+    lead = diffs["scenes", "a-d"]
+    assert all(float(lead[f"seed_{s}"]) < 0 for s in range(3))
+    assert f"by about {-float(lead['mean']):.3f}" in section
+    plain, salgl = (float(table["scenes", v]["seconds_per_epoch"]) for v in ("d", "a"))
+    assert f"({plain:.1f} s against {salgl:.1f} s)" in section
+    assert f"{round(100 * (1 - plain / salgl))}% less time per epoch" in section
+    nmi = [float(table[d, "a"]["scene_nmi_mean"]) for d in ("scenes", "control")]
+    assert f"NMI {nmi[0]:.2f}, against {nmi[1]:.2f} on the control" in section
