@@ -157,6 +157,8 @@ def broken_inputs(root: Path) -> list[tuple[dict, str]]:
     coco_images = str(coco / "train")
     return [
         ({**csv, "annotations": str(missing)}, f"{missing}:6: image ghost.png not found"),
+        ({**csv, "annotations": str(tags), "test_fraction": 0},
+         "prepare.mine.test_fraction: the data has no test split, so it must be above 0"),
         ({**csv, "annotations": str(duplicate)}, f"{duplicate}:{len(rows) + 1}: image photo001"),
         ({**csv, "annotations": str(empty)}, f"{empty}: "),
         ({"format": "coco", "annotations": str(malformed), "images": coco_images},
@@ -201,3 +203,21 @@ def test_labels_without_training_positives_are_named(tmp_path: Path, salgl_main)
     assert code == 2
     assert "prepare.mine: 1 label(s) have no positive in the training split: unicorn" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_images_dropped_from_each_split_file_count_in_that_split(tmp_path: Path,
+                                                                 salgl_main) -> None:
+    """Each split file of the export holds one image without annotation."""
+    root = coco_export(tmp_path / "pets")
+    splits = ("train", "valid", "test")
+    params = write_params(tmp_path / "p.yaml", {
+        "format": "coco", "annotations": {s: str(root / s / "_annotations.coco.json")
+                                          for s in splits},
+        "images": {s: str(root / s) for s in splits}})
+    code, _, err = salgl_main("prepare", "mine", "--params", str(params), "--out",
+                              str(tmp_path / "out"))
+    assert code == 0, err
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert {split: counts["dropped_without_labels"]
+            for split, counts in meta["counts"].items()} == {"train": 1, "val": 1, "test": 1}
+    assert sorted(d["split"] for d in meta["dropped"]) == ["test", "train", "val"]

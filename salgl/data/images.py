@@ -24,7 +24,6 @@ from salgl.data.prepared import (
     carve_validation,
     display_path,
     image_root_record,
-    relative_entry,
     write_prepared,
 )
 from salgl.errors import SalglError
@@ -115,7 +114,7 @@ def _ignore_matrix(samples: list[Sample], index: dict[str, int]) -> np.ndarray:
     return ignore
 
 
-def _label_counts(samples: list[Sample], labels: Sequence[str]) -> dict[str, int]:
+def label_counts(samples: list[Sample], labels: Sequence[str]) -> dict[str, int]:
     counts = dict.fromkeys(labels, 0)
     for sample in samples:
         for name in set(sample.labels):
@@ -179,7 +178,7 @@ def write_real_prepared(out: Path, dataset: str, raw: Path, labels: Sequence[str
             "dropped_without_labels": sum(d["split"] == name for d in dropped),
             "skipped_broken": sum(s["split"] == name for s in skipped),
         } for name in samples},
-        "label_counts": {name: _label_counts(samples[name], labels) for name in samples},
+        "label_counts": {name: label_counts(samples[name], labels) for name in samples},
         "standard_counts": standard,
         **(extra or {}),
         "dropped": dropped,
@@ -188,8 +187,10 @@ def write_real_prepared(out: Path, dataset: str, raw: Path, labels: Sequence[str
     if ignore is not None:
         meta["ignored_pairs"] = dict(zip(labels, ignore.sum(axis=0).tolist(), strict=True))
     meta["summary"] = _summary(dataset, meta, ignore)
-    meta["image_root"] = image_root_record(Path(image_root or raw), Path(out))
-    lists = {name: [(relative_entry(s.path, image_root or raw), _ordered(s.labels, index))
+    root = Path(image_root or raw)
+    meta["image_root"] = image_root_record(root, Path(out))
+    root = root.resolve()  # once, not per image
+    lists = {name: [(display_path(s.path, root), _ordered(s.labels, index))
                     for s in samples[name]] for name in samples}
     with atomic_dir(out) as tmp:
         write_prepared(tmp, labels, lists, meta, ignores)

@@ -16,7 +16,7 @@ import numpy as np
 
 from salgl.config import OwnDatasetConfig
 from salgl.data.formats.collection import Collection, split_name
-from salgl.data.images import Sample, drop_unreadable, write_real_prepared
+from salgl.data.images import Sample, drop_unreadable, label_counts, write_real_prepared
 from salgl.data.split import stratified_split, three_way_split
 from salgl.errors import SalglError
 
@@ -69,6 +69,9 @@ def make_splits(collection: Collection, cfg: OwnDatasetConfig, where: str
     no test split -> carved from train (test_fraction); val is carved later if missing."""
     index = {label: i for i, label in enumerate(collection.labels)}
     splits = dict(collection.splits)
+    if "test" not in splits and cfg.test_fraction <= 0:
+        raise SalglError(f"{where}.test_fraction: the data has no test split, so it must be "
+                         "above 0")
     if "all" in splits:
         pool = splits.pop("all")
         parts = three_way_split(_targets(pool, index), cfg.val_fraction, cfg.test_fraction,
@@ -78,9 +81,6 @@ def make_splits(collection: Collection, cfg: OwnDatasetConfig, where: str
         raise SalglError(f"{where}: the annotations name no training split (found: "
                          f"{', '.join(splits)})")
     if "test" not in splits:
-        if cfg.test_fraction <= 0:
-            raise SalglError(f"{where}.test_fraction: the data has no test split, so it must "
-                             "be above 0")
         train = splits["train"]
         kept, carved = stratified_split(_targets(train, index), cfg.test_fraction, cfg.seed,
                                         f"{where}.test_fraction")
@@ -92,10 +92,7 @@ def check_training_labels(labels: list[str], train: list[Sample], min_positives:
                           where: str) -> None:
     """Labels with no training positive cannot be learnt: an error naming them; few: a
     warning naming them."""
-    counts = dict.fromkeys(labels, 0)
-    for sample in train:
-        for label in set(sample.labels):
-            counts[label] += 1
+    counts = label_counts(train, labels)
     none = [label for label, n in counts.items() if n == 0]
     if none:
         raise SalglError(f"{where}: {len(none)} label(s) have no positive in the training "
@@ -122,7 +119,8 @@ def prepare_own(name: str, cfg: OwnDatasetConfig, out: Path, progress: bool = Tr
     splits = make_splits(collection, cfg, where)
     kept, skipped = drop_unreadable(splits, cfg.strict, workers, progress)
     check_training_labels(collection.labels, kept["train"], cfg.min_positives, where)
-    dropped = [{**item, "split": "train"} for item in collection.dropped]
+    # an image dropped from a named split counts there; from unsplit data, under train
+    dropped = [{"split": "train", **item} for item in collection.dropped]
     extra = {"format": cfg.format, "notes": collection.notes}
     source = Path(cfg.annotations if isinstance(cfg.annotations, str)
                   else os.path.commonpath(list(cfg.annotations.values())))

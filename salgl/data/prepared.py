@@ -186,14 +186,6 @@ def image_root_record(root: Path, prepared: Path) -> dict:
                 else "workspace"}
 
 
-def relative_entry(path: Path, root: Path) -> str:
-    """An image path as the lists store it: relative to the image root where it lies inside."""
-    try:
-        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
-    except ValueError:
-        return Path(path).resolve().as_posix()
-
-
 def resolve_image_root(root: Path, meta: dict, override: str | Path | None,
                        check: bool) -> Path | None:
     """The image root of a prepared dataset (None: lists of an older salgl, relative to the

@@ -153,8 +153,9 @@ def read_coco(annotations: Path | dict[str, Path], images: Path | dict[str, Path
     first = loaded[0][1]
     names = read_categories(loaded[0][3], first)
     used_per_file = []
-    for _, path, _, data in loaded:
-        _check_same_categories(names, first, read_categories(data, path), path)
+    for index, (_, path, _, data) in enumerate(loaded):
+        if index:
+            _check_same_categories(names, first, read_categories(data, path), path)
         used_per_file.append(_used_categories(data, path, names))
     used = set().union(*(c for per_image in used_per_file for c in per_image.values()))
     where = ", ".join(str(path) for _, path, _, _ in loaded)
@@ -179,7 +180,8 @@ def read_coco(annotations: Path | dict[str, Path], images: Path | dict[str, Path
             image_path = folder / file_name.strip().replace("\\", "/")
             cids = per_image[image["id"]]
             if not cids and not keep_unannotated:
-                dropped.append({"path": display_path(image_path), "reason": "no annotation"})
+                entry = {"path": display_path(image_path), "reason": "no annotation"}
+                dropped.append(entry if split == ALL else {**entry, "split": split})
                 continue
             if not image_path.is_file():
                 raise SalglError(f"{path}: image id {image['id']}: {image_path} not found")

@@ -27,8 +27,8 @@ class Collection:
     """Labels and samples of a user's collection, before any image is decoded.
 
     ``splits`` keys are a subset of train/val/test when the data names its splits, else exactly
-    {"all"}. ``dropped`` holds {"path", "reason"} for images left out on purpose; ``notes`` are
-    human sentences for the summary.
+    {"all"}. ``dropped`` holds {"path", "reason"} for images left out on purpose ("split"
+    too when they came from a named split); ``notes`` are human sentences for the summary.
     """
 
     labels: list[str]
