@@ -7,7 +7,7 @@ import csv
 import io
 import json
 import logging
-import math
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,10 +45,7 @@ def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None
     xs = [float(v) for v in values if v is not None]
     if not xs:
         return None, None
-    mean = sum(xs) / len(xs)
-    if len(xs) < 2:
-        return mean, None
-    return mean, math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
+    return statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else None
 
 
 def spread(values: Sequence[float]) -> float:
@@ -73,7 +70,7 @@ def summary_rows(ablation: Ablation, runs: list[dict]) -> list[dict[str, Any]]:
             mean, std = mean_std([r.get(key) for r in group])
             row[f"{key}_mean"], row[f"{key}_std"] = mean, std
         row["mAP_spread"] = spread([r["mAP"] for r in group])
-        row["seconds_per_epoch"] = mean_std([r["seconds_per_epoch"] for r in group])[0]
+        row["seconds_per_epoch"] = statistics.mean(r["seconds_per_epoch"] for r in group)
         rows.append(row)
     return rows
 
@@ -95,7 +92,7 @@ def difference_rows(ablation: Ablation, runs: list[dict]) -> list[dict[str, Any]
             by_seed = {r["seed"]: r["mAP"] for r in b}
             diffs = [(r["seed"], r["mAP"] - by_seed[r["seed"]]) for r in a if r["seed"] in by_seed]
             values = [d for _, d in diffs]
-            mean = sum(values) / len(values)
+            mean = statistics.mean(values)
             bar = max(spread([r["mAP"] for r in a]), spread([r["mAP"] for r in b]))
             row: dict[str, Any] = {"data": data, "comparison": f"{first}-{second}"}
             row.update({f"seed_{seed}": d for seed, d in diffs})

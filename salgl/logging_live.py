@@ -15,7 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-from salgl.atomic import write_text
+from salgl.atomic import atomic_path, write_text
 
 _HISTORY_GLOB = "plots/metrics/**/*.tsv"
 
@@ -55,8 +55,6 @@ def truncate_history(directory: Path, keep_before: int) -> None:
 
 def publish(staging: Path, published: Path) -> None:
     """Make ``published`` a copy of ``staging``, replacing each file atomically."""
-    from salgl.atomic import atomic_path
-
     staged = {p.relative_to(staging) for p in staging.rglob("*") if p.is_file()}
     for rel in sorted(staged):
         with atomic_path(published / rel) as tmp:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from salgl.figures import load_predictions_npz, make_all_plots, model_figures
 from salgl.figures.ap import per_label_frame, plot_per_label_ap, read_per_label
 from salgl.figures.clouds import plot_scene_clouds
-from salgl.figures.common import DPI, EPS, grid_shape, safe_label, unique_names
+from salgl.figures.common import DPI, EPS, grid_shape, safe_label
 from salgl.figures.curves import plot_training_curves, read_live_metrics
 from salgl.figures.heatmaps import plot_group_heatmaps, plot_scene_heatmaps
 from salgl.figures.memory import as_cooccurrence, conditional_matrix, scene_label_shares
@@ -31,5 +31,5 @@ __all__ = [
     "plot_scene_heatmaps", "plot_scene_matching", "plot_scene_top_labels",
     "plot_training_curves", "pr_curves", "read_live_metrics", "read_per_label",
     "read_scenes_tsv", "safe_label", "scene_label_shares", "scene_matching", "scene_names",
-    "true_scenes_for", "unique_names", "write_pr_series",
+    "true_scenes_for", "write_pr_series",
 ]

@@ -155,9 +155,10 @@ def scene_top_labels(cooccurrence: np.ndarray, labels: list[str], k: int = 3
                      ) -> list[list[str]]:
     """Each learned scene's k labels whose occurrences fall most into it (the diagonal of
     the scene memory, normalised over scenes): a name a person can read beside the index."""
-    counts = np.diagonal(np.asarray(cooccurrence, dtype=np.float64), axis1=1, axis2=2)
-    shares = counts / np.maximum(counts.sum(axis=0, keepdims=True), 1e-12)
-    return [[labels[i] for i in np.argsort(-row, kind="stable")[:k]] for row in shares]
+    from salgl.figures.memory import scene_label_shares
+
+    return [[labels[i] for i in np.argsort(-row, kind="stable")[:k]]
+            for row in scene_label_shares(cooccurrence)]
 
 
 def _write_records(out: TextIO, fmt: str, labels: list[str], results: Iterator[tuple],

@@ -17,7 +17,7 @@ from salgl.config import EmbedConfig, TrainConfig
 from salgl.embeddings import make_embeddings
 
 from dvc_repo import reproduced  # noqa: F401  (one reproduced repository, shared)
-from fakes import make_prepared
+from fakes import TINY_TRAIN, make_prepared
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -30,9 +30,8 @@ LABELS = ["cat", "dog", "traffic light", "teddy bear", "sofa", "cup"]
 
 
 def tiny_train_config(**changes) -> TrainConfig:
-    settings = dict(backbone="resnet10t", backbone_stage=2, img_size=32, num_scenes=2,
-                    attention_dim=8, encoder_ffn=16, epochs=1, batch_size=8, num_workers=0,
-                    lr=3e-3, ema_decay=0.9, patience=5, warmup=0.6)
+    settings = dict(TINY_TRAIN, num_scenes=2, epochs=1, batch_size=8, lr=3e-3, ema_decay=0.9,
+                    patience=5)
     settings.update(changes)
     return TrainConfig(**settings)
 

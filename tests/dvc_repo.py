@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fakes import make_source
+from fakes import TINY_TRAIN, make_source
 
 REPO = Path(__file__).resolve().parents[1]
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
@@ -60,11 +60,8 @@ def tiny_params(source: Path) -> dict:
         "prepare": {"fashion_scenes": {"source": str(source), "image_size": 32,
                                        "train_images": 48, "test_images": 24, "seed": 0}},
         "embed": {"fashion_scenes": {"source": "cooccurrence", "dim": 8, "epochs": 30}},
-        "train": {"fashion_scenes": {"backbone": "resnet10t", "backbone_stage": 2,
-                                     "img_size": 32, "num_scenes": 2, "attention_dim": 8,
-                                     "encoder_ffn": 16, "epochs": 1, "batch_size": 16,
-                                     "num_workers": 0, "lr": 0.003, "ema_decay": 0.9,
-                                     "warmup": 0.6}},
+        "train": {"fashion_scenes": {**TINY_TRAIN, "num_scenes": 2, "epochs": 1,
+                                     "batch_size": 16, "lr": 0.003, "ema_decay": 0.9}},
         "evaluate": {"fashion_scenes": {"threshold": 0.5}},
         "plots": {"fashion_scenes": {"pr_labels": 4, "cloud_words": 10}},
     }

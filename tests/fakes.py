@@ -12,6 +12,11 @@ from salgl.data import fashion_mnist as fm
 
 TRAIN_VALUE, TEST_VALUE = 200, 100
 
+# The training settings every tiny test run shares: a small backbone cut early, small
+# images, a narrow head, no loader workers, and a warm-up that fits a few steps.
+TINY_TRAIN = {"backbone": "resnet10t", "backbone_stage": 2, "img_size": 32,
+              "attention_dim": 8, "encoder_ffn": 16, "num_workers": 0, "warmup": 0.6}
+
 
 def write_idx(path: Path, array: np.ndarray, gz: bool) -> Path:
     """An IDX file of unsigned bytes, as Fashion-MNIST ships it."""

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from dvc_repo import REPO, copy_repository, run
-from fakes import make_source
+from fakes import TINY_TRAIN, make_source
 
 
 def tiny_ablation(source: Path) -> dict:
@@ -20,8 +20,7 @@ def tiny_ablation(source: Path) -> dict:
     params.update(seeds=[0], scene_counts=["e2"], fashion_mnist=str(source))
     params["prepare"].update(image_size=32, train_images=48, test_images=24)
     params["embed"].update(dim=8, epochs=30)
-    params["train"].update(backbone_stage=2, img_size=32, attention_dim=8, encoder_ffn=16,
-                           epochs=1, batch_size=16, num_workers=0, warmup=0.6)
+    params["train"].update(TINY_TRAIN, epochs=1, batch_size=16)
     return params
 
 

@@ -13,7 +13,7 @@ import yaml
 from PIL import Image
 
 from conftest import LABELS, TinyRun, write_embeddings
-from fakes import make_prepared
+from fakes import TINY_TRAIN, make_prepared
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,9 +31,7 @@ def error_line(result: subprocess.CompletedProcess) -> str:
 
 
 def tiny_params(path: Path, **train) -> Path:
-    settings = dict(backbone="resnet10t", backbone_stage=2, img_size=32, num_scenes=2,
-                    attention_dim=8, encoder_ffn=16, epochs=1, batch_size=8, num_workers=0,
-                    warmup=0.6)
+    settings = dict(TINY_TRAIN, num_scenes=2, epochs=1, batch_size=8)
     settings.update(train)
     path.write_text(yaml.safe_dump({"datasets": ["fashion_scenes"],
                                     "train": {"fashion_scenes": settings}}), encoding="utf-8")

@@ -12,14 +12,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+from dvc_repo import REPO, run
+
 # A <script> element that loads code from elsewhere, and the CDNs DVC's default page uses.
 EXTERNAL_SCRIPT = re.compile(r"<script\b[^>]*\bsrc\s*=", re.IGNORECASE)
 CDN = re.compile(r"cdn\.jsdelivr|unpkg\.com", re.IGNORECASE)
@@ -27,15 +25,6 @@ CDN = re.compile(r"cdn\.jsdelivr|unpkg\.com", re.IGNORECASE)
 LIBRARY_MARKERS = {"vega": ".vega={}", "vega-lite": ".vegaLite={}",
                    "vega-embed": "CLICK_TO_VIEW_ACTIONS"}
 SPEC = re.compile(r"var spec = (\{.*?\});\s*vegaEmbed\('#", re.DOTALL)
-
-
-def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, **GIT_ENV, "DVC_NO_ANALYTICS": "1",
-           "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env, timeout=120)
-    assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
-    return result
 
 
 def configured_template() -> str:

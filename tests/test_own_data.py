@@ -16,11 +16,11 @@ from salgl.errors import SalglError
 from salgl.pipeline import run_embed, run_evaluate, run_prepare, run_train
 
 from dvc_repo import copy_repository, run
+from fakes import TINY_TRAIN
 from own_fixtures import PETS, coco_export, onehot_table, tag_table
 
-TINY = {"backbone": "resnet10t", "backbone_stage": 2, "img_size": 32, "num_scenes": 2,
-        "attention_dim": 8, "encoder_ffn": 16, "epochs": 2, "batch_size": 8,
-        "num_workers": 0, "lr": 0.003, "ema_decay": 0.9, "warmup": 0.6}
+TINY = {**TINY_TRAIN, "num_scenes": 2, "epochs": 2, "batch_size": 8, "lr": 0.003,
+        "ema_decay": 0.9}
 
 
 def own_params(root: Path) -> dict:

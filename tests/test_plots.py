@@ -170,7 +170,6 @@ def test_pr_curves_skip_labels_without_counted_positives() -> None:
 def test_safe_label_names() -> None:
     assert plots.safe_label("Ankle Boot") == "ankle_boot"
     assert plots.safe_label("t-shirt/top") == "t_shirt_top"
-    assert plots.unique_names(["a b", "a-b"]) == ["a_b", "a_b_1"]
 
 
 def test_scene_matching_permuted_and_independent() -> None:

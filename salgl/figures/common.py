@@ -88,19 +88,6 @@ def safe_label(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "_", str(name).lower()) or "label"
 
 
-def unique_names(labels: Sequence[str]) -> list[str]:
-    """Safe names, suffixed where two labels would collide on disk."""
-    seen: set[str] = set()
-    names = []
-    for i, label in enumerate(labels):
-        name = safe_label(label)
-        if name in seen:
-            name = f"{name}_{i}"
-        seen.add(name)
-        names.append(name)
-    return names
-
-
 def grid_shape(count: int) -> tuple[int, int]:
     """(rows, columns) for ``count`` panels: the fewest empty cells, then the squarest grid.
 

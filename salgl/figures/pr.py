@@ -40,9 +40,9 @@ def _label_curve(scores: np.ndarray, targets: np.ndarray) -> pd.DataFrame:
 
     precision, recall, thresholds = precision_recall_curve(targets, scores)
     thresholds = np.append(thresholds, _pad_threshold(thresholds))
-    frame = pd.DataFrame({"recall": recall[::-1], "precision": precision[::-1],
-                          "threshold": thresholds[::-1]})
-    return frame.sort_values("recall", kind="stable").reset_index(drop=True)
+    # sklearn's recall never increases along its output, so reversed it is sorted
+    return pd.DataFrame({"recall": recall[::-1], "precision": precision[::-1],
+                         "threshold": thresholds[::-1]})
 
 
 def pr_curves(scores: np.ndarray, targets: np.ndarray, labels: Sequence[str],
