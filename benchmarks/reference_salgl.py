@@ -3,6 +3,8 @@
 Written from the method description for the benchmark harness: a Python loop over the batch
 for the co-occurrence update and the graph choice, the explicit A x A attention layer applied
 to every (image, label, token), and three separate gate maps of the messages. fp32 only.
+These steps are salgl.model.reference's functions, applied to this model's own layers (named
+as in the released code); P(j | i) stays one vectorised expression here, as released.
 """
 
 from __future__ import annotations
@@ -11,6 +13,13 @@ import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from salgl.model.reference import (
+    gated_propagation,
+    label_attention,
+    scene_graphs,
+    update_cooccurrence,
+)
 
 
 class ReferenceGGNN(nn.Module):
@@ -22,13 +31,9 @@ class ReferenceGGNN(nn.Module):
         self.fc3_w, self.fc3_u = nn.Linear(2 * dim, dim), nn.Linear(dim, dim)
 
     def forward(self, h: torch.Tensor, graph: torch.Tensor) -> torch.Tensor:
-        for _ in range(self.steps):
-            x = torch.cat((torch.bmm(graph, h), torch.bmm(graph.transpose(1, 2), h)), -1)
-            z = torch.sigmoid(self.fc1_w(x) + self.fc1_u(h))
-            r = torch.sigmoid(self.fc2_w(x) + self.fc2_u(h))
-            cand = torch.tanh(self.fc3_w(x) + self.fc3_u(r * h))
-            h = (1 - z) * h + z * cand
-        return h
+        maps = {"z_x": self.fc1_w, "z_h": self.fc1_u, "r_x": self.fc2_w, "r_h": self.fc2_u,
+                "c_x": self.fc3_w, "c_h": self.fc3_u}
+        return gated_propagation(h, graph, self.steps, True, maps)
 
 
 class ReferenceAttention(nn.Module):
@@ -40,9 +45,8 @@ class ReferenceAttention(nn.Module):
         self.target_linear = nn.Linear(att, 1)
 
     def forward(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        joint = torch.tanh(self.linear1(tokens)[:, None] * self.linear2(labels)[None, :, None])
-        score = self.target_linear(self.hidden_linear(joint))[..., 0]   # the A x A product
-        return torch.einsum("bcn,bnd->bcd", score.softmax(-1), tokens)
+        return label_attention(tokens, labels, self.linear1, self.linear2, self.hidden_linear,
+                               self.target_linear)[0]   # the A x A product
 
 
 class ReferenceSALGL(nn.Module):
@@ -64,14 +68,13 @@ class ReferenceSALGL(nn.Module):
         fmap = self.backbone.forward_features(images)
         tokens = self.tb(fmap.flatten(2).transpose(1, 2))
         scene_probs = F.softmax(self.scene_linear(tokens.mean(1)), -1)
-        scenes = scene_probs.argmax(1)
-        if self.training:
-            for b in range(images.shape[0]):   # the released per-image update
-                self.comatrix[scenes[b]] += torch.outer(targets[b], targets[b])
+        if self.training:   # the released per-image update
+            self.comatrix.copy_(update_cooccurrence(self.comatrix, scene_probs.detach(), targets,
+                                                    soft=False))
         diag = torch.diagonal(self.comatrix, dim1=1, dim2=2)
         probs = self.comatrix.transpose(1, 2) / (diag[..., None] + 1e-8)
         probs = probs / (probs.sum(-1, keepdim=True) + 1e-8)
-        graph = torch.stack([probs[scenes[b]] for b in range(images.shape[0])])
+        graph = scene_graphs(probs, scene_probs, soft=False)
         h0 = self.attention(tokens, self.embeddings)
         fused = self.fc(torch.cat((h0, self.ggnn(h0, graph)), -1))
         logits = (fused * self.classifier.weight).sum(-1) + self.classifier.bias

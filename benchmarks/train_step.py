@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_salgl import ReferenceSALGL  # noqa: E402
 
 from salgl.losses import SalglCriterion, asymmetric_loss, scene_regularisers  # noqa: E402
-from salgl.model.salgl import SALGL, SalglConfig  # noqa: E402
+from salgl.model import SALGL, SalglConfig  # noqa: E402
 from salgl.step_in_backward import StepInBackward  # noqa: E402
 
 

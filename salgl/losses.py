@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -40,36 +41,42 @@ def batch_scene_term(scene_probs: torch.Tensor) -> torch.Tensor:
     return (math.log(scene_probs.shape[1]) - entropy(scene_probs.mean(0))) * 100
 
 
-def scene_regularisers(scene_probs: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Sample term (each image to one scene) and batch term (the batch over all scenes)."""
+def scene_regularisers(scene_probs: torch.Tensor, batch_probs: torch.Tensor | None = None
+                       ) -> dict[str, torch.Tensor]:
+    """Sample term (each image to one scene) and batch term (the batch over all scenes).
+
+    ``batch_probs``: the rows the batch term averages over when they are more than this
+    process's ``scene_probs`` (every rank's, gathered); default ``scene_probs``.
+    Written naively in salgl.model.reference.scene_regularisers."""
     return {"scene_sample": entropy(scene_probs).mean(),
-            "scene_batch": batch_scene_term(scene_probs)}
+            "scene_batch": batch_scene_term(scene_probs if batch_probs is None else batch_probs)}
 
 
 class SalglCriterion(nn.Module):
     """Returns every loss term by name plus their weighted sum under ``total``."""
 
     def __init__(self, gamma_neg: float = 2.0, gamma_pos: float = 0.0, clip: float = 0.0,
-                 scene_weight: float = 1.0, eps: float = 1e-5):
+                 scene_weight: float = 1.0, eps: float = 1e-5, *,
+                 gather: Callable[[torch.Tensor], torch.Tensor] | None = None, world: int = 1):
         super().__init__()
         self.asl = dict(gamma_neg=gamma_neg, gamma_pos=gamma_pos, clip=clip, eps=eps)
         self.weights = {"asl": 1.0, "scene_sample": scene_weight, "scene_batch": scene_weight}
         # With several processes: gathers scene probabilities over ranks (the batch term is a
         # function of the whole global batch) and the number of ranks DDP averages over.
-        self.gather = None
-        self.world = 1
+        self.gather = gather
+        self.world = world
 
     def forward(self, outputs: dict[str, torch.Tensor], targets: torch.Tensor,
                 valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         terms = {"asl": asymmetric_loss(outputs["logits"], targets, **self.asl, valid=valid)}
         probs = outputs["scene_probs"]
-        terms["scene_sample"] = entropy(probs).mean()
         if self.gather is not None and self.world > 1:
-            batch = batch_scene_term(self.gather(probs))
+            terms.update(scene_regularisers(probs, self.gather(probs)))
+            batch = terms["scene_batch"]
             # Only this rank's rows carry gradient and DDP averages over ranks: scale the
             # gradient (not the value) by the world size so the sum equals one process's.
             terms["scene_batch"] = batch * self.world - batch.detach() * (self.world - 1)
         else:
-            terms["scene_batch"] = batch_scene_term(probs)
+            terms.update(scene_regularisers(probs))
         terms["total"] = sum(self.weights[k] * v for k, v in terms.items())
         return terms

@@ -124,7 +124,7 @@ def _shape(state: dict[str, torch.Tensor], key: str, where: Path, dim: int) -> i
 
 
 def build_config(config: dict, state: dict[str, torch.Tensor], where: Path):
-    from salgl.model.salgl import SalglConfig
+    from salgl.model import SalglConfig
 
     random_embeddings = str(config["embed_type"]).lower() == "random"
     return SalglConfig(
@@ -142,7 +142,7 @@ def build_config(config: dict, state: dict[str, torch.Tensor], where: Path):
 def import_official(exp_dir: str | Path, labels_path: str | Path, out: str | Path) -> dict:
     """Convert a released experiment folder into ``out`` (our safetensors model file)."""
     from salgl.data.dataset import normalization_stats
-    from salgl.model.salgl import SALGL
+    from salgl.model import SALGL
 
     exp_dir, out = Path(exp_dir), Path(out)
     config_path = exp_dir / "config.yaml"

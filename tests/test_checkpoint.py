@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from salgl.checkpoint import load_model, save_model
 from salgl.errors import SalglError
-from salgl.model.salgl import SALGL, SalglConfig
+from salgl.model import SALGL, SalglConfig
 
 LABELS = ["a", "b", "c", "d"]
 

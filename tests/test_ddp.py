@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from salgl.losses import SalglCriterion
-from salgl.model.salgl import SALGL, SalglConfig
+from salgl.model import SALGL, SalglConfig
 
 STEPS, GLOBAL_BATCH, WORLD = 3, 8, 2
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,5 @@
-"""The fast forms in the model equal the naive forms of method.md, gradients included."""
+"""The fast forms in the model equal the naive forms of method.md (salgl.model.reference),
+gradients included."""
 
 from __future__ import annotations
 
@@ -9,14 +10,10 @@ import torch
 
 from salgl.errors import SalglError
 from salgl.losses import asymmetric_loss, scene_regularisers
+from salgl.model import SALGL, SalglConfig, reference
 from salgl.model.layers import LabelAttention, sine_position_code
+from salgl.model.memory import conditional_probabilities, cooccurrence_increment
 from salgl.model.propagation import GatedPropagation
-from salgl.model.salgl import (
-    SALGL,
-    SalglConfig,
-    conditional_probabilities,
-    cooccurrence_increment,
-)
 
 
 @pytest.fixture(autouse=True)
@@ -27,17 +24,9 @@ def _float64():
 
 
 def naive_increment(p: torch.Tensor, y: torch.Tensor, soft: bool) -> torch.Tensor:
-    """Per-image loop of method.md step 4."""
-    s, c = p.shape[1], y.shape[1]
-    m = torch.zeros(s, c, c)
-    for b in range(p.shape[0]):
-        outer = torch.outer(y[b], y[b])
-        if soft:
-            m = m + torch.stack([p[b, k] * outer for k in range(s)])
-        else:
-            k = int(p[b].argmax())
-            m[k] += outer
-    return m
+    """Per-image loop of method.md step 4, from an empty memory."""
+    return reference.update_cooccurrence(torch.zeros(p.shape[1], y.shape[1], y.shape[1]),
+                                         p, y, soft)
 
 
 @pytest.mark.parametrize("soft", [False, True])
@@ -70,39 +59,17 @@ def test_conditional_probabilities_match_definition() -> None:
     for ignore_self in (False, True):
         for normalize in (False, True):
             got = conditional_probabilities(m, ignore_self, normalize)
-            for k in range(2):
-                for i in range(5):
-                    row = torch.stack([m[k, j, i] / (m[k, i, i] + 1e-8) for j in range(5)])
-                    if ignore_self:
-                        row[i] = 0
-                    if normalize:
-                        row = row / (row.sum() + 1e-8)
-                    assert torch.allclose(got[k, i], row, atol=1e-12)
+            expected = reference.conditional_probabilities(m, ignore_self, normalize)
+            assert torch.allclose(got, expected, atol=1e-12)
     raw = conditional_probabilities(m, normalize=False)
     assert torch.allclose(raw[0].diagonal(), torch.ones(5), atol=1e-6)
     assert raw[1, 0].abs().sum() == 0
 
 
-class NaiveAttention(torch.nn.Module):
-    """Released formulation: explicit W_h (A x A) then w_t, looping over images."""
-
-    def __init__(self, fast: LabelAttention):
-        super().__init__()
-        self.fast = fast
-
-    def forward(self, tokens, labels):
-        f = self.fast
-        outs, alphas = [], []
-        for b in range(tokens.shape[0]):
-            u = f.visual_proj(tokens[b])               # (N, A)
-            v = f.label_proj(labels)                   # (C, A)
-            joint = torch.tanh(v[:, None, :] * u[None, :, :])   # (C, N, A)
-            hidden = f.hidden(joint)                   # (C, N, A): the A x A product
-            score = f.score(hidden)[..., 0]            # (C, N)
-            alpha = score.softmax(-1)
-            alphas.append(alpha)
-            outs.append(alpha @ tokens[b])
-        return torch.stack(outs), torch.stack(alphas)
+def naive_attention(fast: LabelAttention, tokens: torch.Tensor, labels: torch.Tensor):
+    """Released formulation: explicit W_h (A x A) then w_t."""
+    return reference.label_attention(tokens, labels, fast.visual_proj, fast.label_proj,
+                                     fast.hidden, fast.score)
 
 
 def test_collapsed_attention_equals_explicit_layers_with_gradients() -> None:
@@ -117,7 +84,7 @@ def test_collapsed_attention_equals_explicit_layers_with_gradients() -> None:
     g_tokens, g_labels = tokens.grad.clone(), labels.grad.clone()
     fast.zero_grad()
     tokens.grad = labels.grad = None
-    h_slow, a_slow = NaiveAttention(fast)(tokens, labels)
+    h_slow, a_slow = naive_attention(fast, tokens, labels)
     (h_slow * loss_w).sum().backward()
     assert torch.allclose(h_fast, h_slow, atol=1e-10)
     assert torch.allclose(a_fast, a_slow, atol=1e-10)
@@ -130,23 +97,8 @@ def test_collapsed_attention_equals_explicit_layers_with_gradients() -> None:
 
 def naive_propagation(prop: GatedPropagation, h: torch.Tensor, graph: torch.Tensor):
     """method.md step 9 with six separate linear maps sliced out of the fused ones."""
-    d = h.shape[-1]
-    wx, bx = prop.x_proj.weight, prop.x_proj.bias
-    wh, bh = prop.h_proj.weight, prop.h_proj.bias
-    maps = {"z": (wx[:d], bx[:d], wh[:d], bh[:d]), "r": (wx[d:2 * d], bx[d:2 * d], wh[d:], bh[d:])}
-    out = []
-    for b in range(h.shape[0]):
-        state, g = h[b], graph[b]
-        for _ in range(prop.steps):
-            x = torch.cat([g @ state, g.t() @ state], -1) if prop.outmess else g @ state
-            z = torch.sigmoid(x @ maps["z"][0].t() + maps["z"][1] + state @ maps["z"][2].t()
-                              + maps["z"][3])
-            r = torch.sigmoid(x @ maps["r"][0].t() + maps["r"][1] + state @ maps["r"][2].t()
-                              + maps["r"][3])
-            cand = torch.tanh(x @ wx[2 * d:].t() + bx[2 * d:] + prop.cand_h(r * state))
-            state = (1 - z) * state + z * cand
-        out.append(state)
-    return torch.stack(out)
+    return reference.gated_propagation(h, graph, prop.steps, prop.outmess,
+                                       reference.gate_maps(prop))
 
 
 @pytest.mark.parametrize("outmess", [True, False])
@@ -220,16 +172,45 @@ def test_training_forward_updates_memory_before_building_graphs(soft: bool) -> N
     targets = (torch.rand(4, 5) < 0.5).double()
     targets[:, 0] = 1
     out = model(images, targets)
-    expected = naive_increment(out["scene_probs"].detach(), targets, soft)
-    assert torch.allclose(model.cooccurrence, expected, atol=1e-10)
-    probs = conditional_probabilities(expected)
     p = out["scene_probs"].detach()
-    graphs = (torch.einsum("bk,kij->bij", p, probs) if soft else probs[p.argmax(1)])
+    expected = naive_increment(p, targets, soft)
+    assert torch.allclose(model.cooccurrence, expected, atol=1e-10)
+    graphs = reference.scene_graphs(reference.conditional_probabilities(expected), p, soft)
     assert torch.allclose(out["graphs"].detach(), graphs, atol=1e-10)
     model.eval()
     before = model.cooccurrence.clone()
     model(images, targets)
     assert torch.equal(model.cooccurrence, before)  # eval never updates the memory
+
+
+@pytest.mark.parametrize("soft,num_steps,ignore_self", [(False, 3, False), (True, 2, True),
+                                                         (False, 0, False)])
+def test_forward_equals_the_reference_with_gradients(soft, num_steps, ignore_self) -> None:
+    """The whole head, fast (SALGL.forward) and naive (reference.salgl_forward), trained on
+    a memory that already holds counts."""
+    model = small_model(soft, dropout=0.0, num_steps=num_steps, ignore_self=ignore_self).train()
+    model.cooccurrence.copy_(naive_increment(torch.eye(3)[[0, 1, 2, 0]],
+                                             (torch.rand(4, 5) < 0.6).double(), soft=False))
+    before = model.cooccurrence.clone()
+    images = torch.randn(4, 3, 32, 32)
+    targets = (torch.rand(4, 5) < 0.5).double()
+    weights = torch.randn(4, 5)
+    slow = reference.salgl_forward(model, images, targets)
+    assert torch.equal(model.cooccurrence, before)  # the reference leaves the buffer alone
+    (slow["logits"] * weights).sum().backward()
+    slow_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    fast = model(images, targets)
+    (fast["logits"] * weights).sum().backward()
+    assert torch.allclose(model.cooccurrence, slow["memory"].detach(), atol=1e-10)
+    for key in ("logits", "scene_probs", "graphs", "attention"):
+        assert torch.allclose(fast[key], slow[key], atol=1e-10), key
+    fast_grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert fast_grads.keys() == slow_grads.keys()
+    for name, grad in fast_grads.items():
+        assert torch.allclose(grad, slow_grads[name], atol=1e-9), name
+    scene_grad = fast_grads.get("scene_classifier.weight")
+    assert (scene_grad is not None and scene_grad.abs().sum() > 0) == soft
 
 
 def test_soft_mode_sends_graph_gradient_to_scene_classifier() -> None:
@@ -296,6 +277,15 @@ def test_scene_regularisers_extremes() -> None:
     collapsed = scene_regularisers(torch.tensor([[1.0, 0, 0, 0]] * 4))
     assert collapsed["scene_batch"] == pytest.approx(100 * torch.log(torch.tensor(4.0)).item(),
                                                      rel=1e-4)
+
+
+def test_scene_regularisers_equal_the_reference() -> None:
+    gen = torch.Generator().manual_seed(6)
+    probs = torch.softmax(torch.randn(7, 4, generator=gen), -1)
+    fast, slow = scene_regularisers(probs), reference.scene_regularisers(probs)
+    assert fast.keys() == slow.keys()
+    for key in fast:
+        assert torch.allclose(fast[key], slow[key], atol=1e-12), key
 
 
 def test_channels_last_backbone_computes_the_same_outputs() -> None:

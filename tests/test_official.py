@@ -227,7 +227,7 @@ def test_import_evaluate_and_figures_end_to_end(tmp_path: Path) -> None:
     import yaml
     from test_cli import salgl
 
-    from salgl.model.salgl import SALGL, SalglConfig
+    from salgl.model import SALGL, SalglConfig
 
     from conftest import LABELS
     from fakes import make_prepared

@@ -18,8 +18,7 @@ from fakes import make_prepared
 
 def test_plain_model_outputs_one_certain_scene_and_counts_labels() -> None:
     from salgl.losses import SalglCriterion
-    from salgl.model.plain import PlainClassifier
-    from salgl.model.salgl import SalglConfig, create_model
+    from salgl.model import PlainClassifier, SalglConfig, create_model
 
     config = SalglConfig("resnet10t", num_classes=3, img_size=32, backbone_stage=2,
                          num_scenes=1, num_steps=0, head="linear")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 from salgl.errors import SalglError
-from salgl.figures.common import EPS
+from salgl.model.memory import conditional_probabilities
 
 
 def as_cooccurrence(cooccurrence: Any, num_labels: int | None = None) -> np.ndarray:
@@ -24,10 +25,14 @@ def as_cooccurrence(cooccurrence: Any, num_labels: int | None = None) -> np.ndar
 
 
 def conditional_matrix(cooccurrence: Any) -> np.ndarray:
-    """P[k, i, j] = M[k, j, i] / (M[k, i, i] + eps) = P(j | i, scene k), not row-normalised."""
-    memory = as_cooccurrence(cooccurrence)
-    diag = np.diagonal(memory, axis1=1, axis2=2)
-    return memory.transpose(0, 2, 1) / (diag[..., :, None] + EPS)
+    """P[k, i, j] = M[k, j, i] / (M[k, i, i] + eps) = P(j | i, scene k), as a float64 array.
+
+    The model's own formula (salgl.model.memory.conditional_probabilities), computed in
+    float64, with self-loops kept and rows not normalised: the figures show the raw
+    conditional frequencies, while the model (by default) rescales each row to sum to 1
+    before propagating over it."""
+    memory = torch.from_numpy(as_cooccurrence(cooccurrence).copy())
+    return conditional_probabilities(memory, ignore_self=False, normalize=False).numpy()
 
 
 def scene_label_shares(cooccurrence: Any) -> np.ndarray:

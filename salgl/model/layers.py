@@ -109,6 +109,7 @@ class LabelAttention(nn.Module):
     The score layer pair (``hidden`` then ``score``) has no non-linearity between them, so it is
     applied as one collapsed vector: the A x A product per token never runs, while both layers
     keep their parameters (released checkpoints load) and receive the same gradients.
+    Tested against salgl.model.reference.label_attention (the explicit A x A layer).
     """
 
     def __init__(self, visual_dim: int, label_dim: int, attention_dim: int = 1024):

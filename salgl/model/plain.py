@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from salgl.model.salgl import BackboneModel, SalglConfig
+from salgl.model.base import BackboneModel, SalglConfig
 
 
 class PlainClassifier(BackboneModel):

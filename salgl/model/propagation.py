@@ -134,6 +134,7 @@ class GatedPropagation(nn.Module):
     The three gates read the messages x through one fused matrix ``x_proj`` (update, reset,
     candidate) and the state h through ``h_proj`` (update, reset) and ``cand_h``; the
     released checkpoints' six separate maps load into these (salgl.official).
+    Tested against salgl.model.reference.gated_propagation (six separate maps, autograd).
     """
 
     def __init__(self, dim: int, steps: int = 3, outmess: bool = True):
