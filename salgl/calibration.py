@@ -130,7 +130,7 @@ def thresholded_metrics(scores: Any, targets: Any, thresholds: Any,
                         ignore: Any = None) -> dict[str, float]:
     """CP, CR, CF1, OP, OR, OF1 with prediction = ``score >= thresholds[c]`` per label.
 
-    Same definitions as :func:`salgl.metrics.threshold_metrics` (shared counting code), so the
+    Same definitions as :func:`salgl.metrics.compute_metrics` (shared counting code), so the
     calibrated numbers in the metrics JSON compare directly with the 0.5 ones.
     """
     check_inputs(scores, targets, ignore, where="thresholded metrics")

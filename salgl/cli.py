@@ -13,6 +13,7 @@ from pathlib import Path
 
 from salgl import __version__
 from salgl.errors import SalglError
+from salgl.paths import ABLATION_PARAMS, PARAMS, DatasetPaths, OfficialPaths
 
 log = logging.getLogger("salgl")
 
@@ -55,12 +56,15 @@ SET_EXAMPLES = {"prepare": "seed=1", "embed": "dim=16", "train": "epochs=2",
                 "evaluate": "threshold=0.4", "plots": "top_labels=5"}
 
 
-MODEL_DEFAULT = "models/DATASET/model.safetensors"
+# The default locations as the help text states them, from the same definitions the
+# stages use (salgl.paths).
+DEFAULT = DatasetPaths("DATASET")
+OFFICIAL = OfficialPaths("NAME")
 
 
 def _prepared_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--prepared", type=Path, help="prepared dataset folder (default "
-                   "data/prepared/DATASET)")
+    p.add_argument("--prepared", type=Path,
+                   help=f"prepared dataset folder (default {DEFAULT.prepared})")
 
 
 def _dataset_command(sub, name: str, help_text: str) -> argparse.ArgumentParser:
@@ -68,8 +72,8 @@ def _dataset_command(sub, name: str, help_text: str) -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", help="fashion_scenes (embedded) | mscoco | voc2007 | nuswide | "
                    "a dataset of your own with prepare.<name>.format in the params file")
-    p.add_argument("--params", type=Path, default=Path("params.yaml"),
-                   help="params file to read settings from (default: params.yaml)")
+    p.add_argument("--params", type=Path, default=PARAMS,
+                   help=f"params file to read settings from (default: {PARAMS})")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help=f"override one of this dataset's {name} settings ({name}.<dataset>.KEY "
                         f"in params.yaml), e.g. --set {SET_EXAMPLES[name]} (validated like "
@@ -89,14 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.epilog = OWN_DATA_HELP
     p.add_argument("--raw", type=Path, help="the dataset's own folder (fashion_scenes: a folder "
                    "with Fashion-MNIST IDX files)")
-    p.add_argument("--out", type=Path, help="output folder (default data/prepared/DATASET)")
+    p.add_argument("--out", type=Path, help=f"output folder (default {DEFAULT.prepared})")
     p.add_argument("--strict", action="store_true", help="real datasets: a missing or broken "
                    "image is an error (default: left out and recorded in meta.json)")
 
     p = _dataset_command(sub, "embed", "Make label vectors (GloVe file, a GloVe fit to the "
                          "training label co-occurrence, or random).")
     _prepared_option(p)
-    p.add_argument("--out", type=Path, help="output folder (default data/embeddings/DATASET)")
+    p.add_argument("--out", type=Path, help=f"output folder (default {DEFAULT.embeddings})")
 
     p = _dataset_command(sub, "train", "Train SALGL (AdamW + OneCycle, EMA, epoch selection "
                          "and early stopping on validation mAP, per-label thresholds "
@@ -104,32 +108,32 @@ def build_parser() -> argparse.ArgumentParser:
                          "last finished epoch.")
     _prepared_option(p)
     p.add_argument("--embeddings", type=Path, help="folder with vectors.npy and info.json "
-                   "(default data/embeddings/DATASET)")
-    p.add_argument("--out", type=Path, help=f"model file (default {MODEL_DEFAULT})")
-    p.add_argument("--state", type=Path, help="resume-state folder (default state/DATASET)")
-    p.add_argument("--live", type=Path, help="DVCLive folder (default dvclive/DATASET)")
+                   f"(default {DEFAULT.embeddings})")
+    p.add_argument("--out", type=Path, help=f"model file (default {DEFAULT.model})")
+    p.add_argument("--state", type=Path, help=f"resume-state folder (default {DEFAULT.state})")
+    p.add_argument("--live", type=Path, help=f"DVCLive folder (default {DEFAULT.live})")
     p.add_argument("--processes", type=int, default=1, metavar="N",
                    help="processes on this node (one per GPU): N > 1 re-runs this command "
                    "under torchrun with DistributedDataParallel (params.yaml: nproc)")
 
     p = _dataset_command(sub, "evaluate", "Score a model on the test split: metrics JSON, "
                          "per-label AP table, saved predictions.")
-    p.add_argument("--model", type=Path, help=f"model file (default {MODEL_DEFAULT})")
+    p.add_argument("--model", type=Path, help=f"model file (default {DEFAULT.model})")
     _prepared_option(p)
-    p.add_argument("--metrics", type=Path, help="metrics JSON (default metrics/DATASET.json)")
-    p.add_argument("--eval-dir", type=Path, help="tables folder (default plots/DATASET/eval)")
+    p.add_argument("--metrics", type=Path, help=f"metrics JSON (default {DEFAULT.metrics})")
+    p.add_argument("--eval-dir", type=Path, help=f"tables folder (default {DEFAULT.eval_dir})")
     p.add_argument("--predictions", type=Path,
-                   help="predictions npz (default data/predictions/DATASET.npz)")
+                   help=f"predictions npz (default {DEFAULT.predictions})")
 
     p = _dataset_command(sub, "plots", "Draw the figures: training curves, per-label AP, "
                          "precision-recall, per-scene co-occurrence heatmaps and label clouds.")
     p.add_argument("--model", type=Path, help="model file whose scene memory is drawn "
-                   f"(default {MODEL_DEFAULT}; a model alone draws only the figures of its "
+                   f"(default {DEFAULT.model}; a model alone draws only the figures of its "
                    "memory)")
     _prepared_option(p)
     p.add_argument("--predictions", type=Path, help="predictions npz of the evaluate stage "
-                   "(default data/predictions/DATASET.npz)")
-    p.add_argument("--out", type=Path, help="figures folder (default plots/DATASET/figures)")
+                   f"(default {DEFAULT.predictions})")
+    p.add_argument("--out", type=Path, help=f"figures folder (default {DEFAULT.figures})")
 
     p = sub.add_parser("predict", help="Label your own images with a trained model.",
                        description="Label images with a model file. PATH may be image files, "
@@ -165,10 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate-official", help="Import a released experiment listed under "
                        "official.NAME in params.yaml, evaluate it and draw its figures.",
                        description="Runs import-official on official.NAME.dir, evaluates the "
-                       "imported model on its prepared dataset (metrics/official/NAME.json) and "
-                       "draws the figures (plots/official/NAME/).")
+                       f"imported model on its prepared dataset ({OFFICIAL.metrics}) and "
+                       f"draws the figures ({OFFICIAL.plots}/).")
     p.add_argument("name", help="an entry of `official:` in params.yaml, e.g. coco448")
-    p.add_argument("--params", type=Path, default=Path("params.yaml"))
+    p.add_argument("--params", type=Path, default=PARAMS)
 
     p = sub.add_parser("export", help="Export a model as ONNX (dynamic batch).",
                        description="Write an ONNX graph from normalised images (batch, 3, S, S) "
@@ -207,7 +211,7 @@ def _ablation_parser(sub) -> None:
     p = sub.add_parser("ablation", help="Run one stage of the scene-awareness ablation.",
                        description=ABLATION_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--params", type=Path, default=Path("experiments/ablation/params.yaml"),
+    p.add_argument("--params", type=Path, default=ABLATION_PARAMS,
                    help="the ablation's params file (default: %(default)s)")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = actions.add_parser("prepare", help="compose one data variant (scenes or control)")
@@ -337,7 +341,8 @@ def _cmd_metrics(args):
 
 
 def _cmd_ablation(args):
-    from salgl.ablation import Cell, embed_data, load_ablation, prepare_data, run_cell
+    from salgl.ablation.design import Cell, load_ablation
+    from salgl.ablation.run import embed_data, prepare_data, run_cell
 
     ablation = load_ablation(args.params)
     if args.action == "prepare":
@@ -347,7 +352,7 @@ def _cmd_ablation(args):
     elif args.action == "run":
         run_cell(ablation, Cell(args.data, args.variant, args.seed))
     else:
-        from salgl.ablation_summary import summarise
+        from salgl.ablation.summary import summarise
 
         summarise(ablation)
 

@@ -12,6 +12,7 @@ import yaml
 
 from dvc_repo import REPO, copy_repository, run
 from fakes import TINY_TRAIN, make_source
+from stage_deps import covered, imported_by_stage, probe_env, undeclared
 
 
 def tiny_ablation(source: Path) -> dict:
@@ -35,7 +36,8 @@ def test_ablation_pipeline_runs_through_dvc_repro(tmp_path: Path) -> None:
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "tiny ablation"], repo)
 
-    first = run(["dvc", "repro", "experiments/ablation/dvc.yaml"], repo)
+    probe = tmp_path / "stage_probe.jsonl"
+    first = run(["dvc", "repro", "experiments/ablation/dvc.yaml"], repo, env=probe_env(probe))
     cells = [f"{d}-{v}-0" for d in ("scenes", "control") for v in ("a", "b", "c", "d")]
     cells.append("scenes-e2-0")
     for cell in cells:
@@ -68,10 +70,45 @@ def test_ablation_pipeline_runs_through_dvc_repro(tmp_path: Path) -> None:
         by_variant["scenes", "a"] - by_variant["scenes", "d"], abs=2e-4)
     assert (repo / "results/ablation.png").stat().st_size > 10_000
 
+    # every file of ours a stage imported or read is one of its dependencies, and the real
+    # `dvc status` sees a change to any of them; a figure of the default pipeline reruns
+    # no run of the ablation, its own figure only the summary
+    assert undeclared(repo, probe) == {}
+    imported = imported_by_stage(repo, probe)
+    assert len(imported) == 2 * 2 + len(cells) + 1
+    for figure in ("salgl/figures/heatmaps.py", "salgl/figures/stage.py"):
+        assert not any(figure in files for files in imported.values())
+    status = ["dvc", "status", "--json", "experiments/ablation/dvc.yaml"]
+    every = sorted(set().union(*imported.values()))
+    touch(repo, every)
+    stale = json.loads(run(status, repo).stdout or "{}")
+    for stage, files in imported.items():
+        changed = [repo / dep for entry in stale.get(stage, [])
+                   for dep in entry.get("changed deps", {})]
+        for name in files:
+            assert covered(repo / name, changed), f"{stage}: dvc status misses {name}"
+    restore(repo)
+    touch(repo, ["salgl/ablation/figure.py"])
+    stale = json.loads(run(status, repo).stdout)
+    assert set(stale) == {"experiments/ablation/dvc.yaml:summary"}
+    restore(repo)
+    assert json.loads(run(status, repo).stdout or "{}") == {}
+
     # one cell again, forced: the same metrics, byte for byte
     before = (repo / "metrics/ablation/control-d-0.json").read_bytes()
     run(["dvc", "repro", "-f", "-s", "experiments/ablation/dvc.yaml:run@control-d-0"], repo)
     assert (repo / "metrics/ablation/control-d-0.json").read_bytes() == before
+
+
+def touch(repo: Path, names: list[str]) -> None:
+    """Append a comment line to each file (``restore`` takes them back)."""
+    for name in names:
+        with open(repo / name, "a", encoding="utf-8") as f:
+            f.write("# touched\n")
+
+
+def restore(repo: Path) -> None:
+    run(["git", "checkout", "--", "salgl"], repo)
 
 
 def test_ablation_params_errors_name_the_file_and_key(tmp_path: Path, salgl_main) -> None:
@@ -91,8 +128,8 @@ def test_ablation_params_errors_name_the_file_and_key(tmp_path: Path, salgl_main
 
 
 def test_reading_rule_counts_only_differences_beyond_the_seed_spread() -> None:
-    from salgl.ablation import load_ablation
-    from salgl.ablation_summary import difference_rows
+    from salgl.ablation.design import load_ablation
+    from salgl.ablation.summary import difference_rows
 
     ablation = load_ablation(REPO / "experiments/ablation/params.yaml")
     a = [0.70, 0.72, 0.71]

@@ -7,7 +7,7 @@ import pytest
 
 from salgl.calibration import calibrate_thresholds, check_thresholds, thresholded_metrics
 from salgl.errors import SalglError
-from salgl.metrics import METRIC_KEYS, threshold_metrics
+from salgl.metrics import METRIC_KEYS, compute_metrics
 
 
 def label_f1(scores: np.ndarray, targets: np.ndarray, cut: float,
@@ -154,12 +154,12 @@ def test_bad_settings_name_themselves() -> None:
         calibrate_thresholds(scores, targets[:, :3])
 
 
-def test_thresholded_metrics_at_half_equal_threshold_metrics() -> None:
+def test_thresholded_metrics_at_half_equal_the_plain_metrics() -> None:
     scores, targets, ignore = random_case(7)
     half = np.full(scores.shape[1], 0.5)
     for mask in (None, ignore):
         ours = thresholded_metrics(scores, targets, half, mask)
-        ref = threshold_metrics(scores, targets, mask, threshold=0.5)
+        ref = compute_metrics(scores, targets, mask, threshold=0.5)
         assert list(ours) == list(METRIC_KEYS)
         for key in METRIC_KEYS:
             assert ours[key] == ref[key]
@@ -176,14 +176,14 @@ def test_calibrated_cuts_do_not_lower_f1_on_calibration_data() -> None:
     for s, t, m in ((scores, targets, ignore), (demo_s, demo_t, None)):
         calibrated = calibrate_thresholds(s, t, m)
         ours = thresholded_metrics(s, t, calibrated, m)
-        assert ours["CF1"] >= threshold_metrics(s, t, m, 0.5)["CF1"]
+        assert ours["CF1"] >= compute_metrics(s, t, m, 0.5)["CF1"]
 
 
 def test_demo_like_scores_get_cuts_between_absent_and_present() -> None:
     scores, targets = demo_like_case()
     cuts = calibrate_thresholds(scores, targets)
     assert np.all((cuts > 0.4) & (cuts < 0.7))
-    at_half = threshold_metrics(scores, targets, threshold=0.5)
+    at_half = compute_metrics(scores, targets, threshold=0.5)
     calibrated = thresholded_metrics(scores, targets, cuts)
     assert calibrated["OP"] > at_half["OP"]
     assert calibrated["OF1"] > at_half["OF1"]

@@ -194,7 +194,7 @@ def test_bad_magic_names_file(tmp_path: Path) -> None:
 def test_torchvision_layout_and_plain_files(tmp_path: Path) -> None:
     raw = make_source(tmp_path / "tv" / "FashionMNIST" / "raw", gz=False, n_train=30, n_test=20)
     assert fm.find_source(str(tmp_path / "tv")) == raw
-    images, labels = fm.load_fashion_mnist(str(tmp_path / "tv"), "test")
+    images, labels = fm.read_split(fm.locate_source(str(tmp_path / "tv")), "test")
     assert images.shape == (20, 28, 28) and images.dtype == np.uint8
     assert labels.dtype == np.int64 and labels.tolist() == [i % 10 for i in range(20)]
 
@@ -222,7 +222,7 @@ def test_real_fashion_mnist_if_installed(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv("SALGL_FASHION_MNIST_SYSTEM_DIR", raising=False)
     if fm.dataset_folder(fm.system_dir()) is None:
         pytest.skip("dataset-fashion-mnist is not installed")
-    images, labels = fm.load_fashion_mnist(None, "test")
+    images, labels = fm.read_split(fm.locate_source(None), "test")
     assert images.shape == (10000, 28, 28) and labels.shape == (10000,)
     assert np.bincount(labels).tolist() == [1000] * 10
 

@@ -187,8 +187,3 @@ def read_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     folder = Path(folder).resolve()
     return _read_split(folder, split, _stamp(folder, split))
-
-
-def load_fashion_mnist(configured: str | None, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images and labels of ``split`` ('train' or 't10k' test), from wherever they are found."""
-    return read_split(locate_source(configured), split)

@@ -1,5 +1,5 @@
 """The ablation's summary: per (data, variant) mean and spread over seeds, the paired
-differences with the reading rule fixed in docs/results.md, and the figure."""
+differences with the reading rule fixed in docs/results.md, and the figure (figure.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from salgl.ablation import Ablation, AblationPaths
+from salgl.ablation.design import Ablation
 from salgl.atomic import write_text
 from salgl.errors import SalglError
+from salgl.paths import AblationPaths
 
 log = logging.getLogger("salgl")
 
@@ -124,7 +125,7 @@ def _cell(value: Any) -> Any:
 
 def summarise(ablation: Ablation) -> dict[str, list[dict[str, Any]]]:
     """Write the table, the differences and the figure; return the rows."""
-    from salgl.figures.ablation import ablation_figure
+    from salgl.ablation.figure import ablation_figure
 
     paths = AblationPaths()
     runs = read_runs(ablation)
