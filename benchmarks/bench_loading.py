@@ -21,7 +21,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from salgl.data.dataset import MultiLabelImages, build_transform
-from salgl.train import default_workers
+from salgl.runtime import loader_workers
 
 
 def make_jpegs(folder: Path, count: int, seed: int = 0) -> list[str]:
@@ -68,7 +68,7 @@ def main() -> None:
             dataset = MultiLabelImages(paths, targets, build_transform(args.img_size, "imagenet",
                                                                        train))
             result[f"{name}_images_per_s_per_core"] = round(per_core(dataset), 1)
-        workers = max(1, default_workers(torch.device("cuda")))
+        workers = max(1, loader_workers(torch.device("cuda")))
         dataset = MultiLabelImages(paths, targets, build_transform(args.img_size, "imagenet",
                                                                    True))
         result["loader_workers"] = workers

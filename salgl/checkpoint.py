@@ -1,4 +1,4 @@
-"""Our weight files: one self-contained safetensors file per model, and resume state.
+"""Our model files: one self-contained safetensors file per model (resume state: resume.py).
 
 A model file holds every tensor of the model (the co-occurrence memory and label embeddings
 included) plus JSON metadata: format version, label names, the architecture config, input size
@@ -31,7 +31,7 @@ class ModelInfo:
     extra: dict
 
 
-def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def contiguous_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
 
 
@@ -49,7 +49,8 @@ def save_model(path: str | Path, model: torch.nn.Module, labels: list[str],
         "extra": extra or {},
     }
     with atomic_path(path) as tmp:
-        save_file(_contiguous(model.state_dict()), str(tmp), metadata={META_KEY: json.dumps(meta)})
+        save_file(contiguous_copy(model.state_dict()), str(tmp),
+                  metadata={META_KEY: json.dumps(meta)})
 
 
 def read_model_info(path: str | Path) -> dict:
@@ -106,7 +107,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"
     """Rebuild a SALGL model from one of our files, in eval mode."""
     from safetensors.torch import load_file
 
-    from salgl.model.salgl import SalglConfig, create_model
+    from salgl.model import SalglConfig, create_model
 
     meta = read_model_info(path)
     try:
@@ -126,67 +127,3 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"
     info = ModelInfo(labels=meta["labels"], config=config, normalization=meta["normalization"],
                      extra=meta.get("extra", {}))
     return model, info
-
-
-# ----------------------------------------------------------------------------- resume state
-
-
-def flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    """Split an optimizer state dict into named tensors and JSON-able structure."""
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict] = {}
-    for index, entry in state["state"].items():
-        for name, value in entry.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"optimizer.{index}.{name}"] = value
-            else:
-                scalars.setdefault(str(index), {})[name] = value
-    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()}
-              for g in state["param_groups"]]
-    return tensors, {"param_groups": groups, "scalars": scalars}
-
-
-def unflatten_optimizer(tensors: dict[str, torch.Tensor], structure: dict) -> dict:
-    state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    for index, entry in structure.get("scalars", {}).items():
-        state.setdefault(int(index), {}).update(entry)
-    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()}
-              for g in structure["param_groups"]]
-    return {"state": state, "param_groups": groups}
-
-
-def save_state(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    """Resume state: tensors in safetensors, everything else as JSON metadata."""
-    from safetensors.torch import save_file
-
-    with atomic_path(path) as tmp:
-        save_file(_contiguous(tensors), str(tmp), metadata={"state": json.dumps(meta)})
-
-
-def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict] | None:
-    """Resume state, or None when absent or unreadable (a fresh start is then safe)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        return None
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = json.loads((fh.metadata() or {})["state"])
-        return load_file(str(path)), meta
-    except Exception:
-        return None
-
-
-def prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {f"{prefix}.{k}": v for k, v in state.items()}
-
-
-def unprefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    start = prefix + "."
-    return {k[len(start):]: v for k, v in state.items() if k.startswith(start)}

@@ -96,3 +96,20 @@ def broadcast_state(module: torch.nn.Module, src: int = 0) -> None:
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         for tensor in module.state_dict().values():
             dist.broadcast(tensor, src)
+
+
+def gather_predictions(scores: torch.Tensor, indices: torch.Tensor, total: int,
+                       device: torch.device) -> torch.Tensor:
+    """Every rank's shard of a split's scores, back in dataset order (sampler padding
+    dropped): ``indices`` are each row's dataset index."""
+    all_scores = gather_rows(scores.to(device)).cpu()
+    all_indices = gather_rows(indices.to(device)).cpu()
+    ordered = torch.empty(total, scores.shape[1], dtype=scores.dtype)
+    ordered[all_indices] = all_scores
+    return ordered
+
+
+def barrier() -> None:
+    """Wait for every process (nothing to wait for in a single-process run)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from torch.utils.data import DataLoader
 
-from salgl.atomic import atomic_path, write_json, write_text
+from salgl.atomic import write_json, write_text
 from salgl.calibration import check_thresholds, thresholded_metrics
 from salgl.checkpoint import ModelInfo, load_model
-from salgl.data.dataset import MultiLabelImages, build_transform, check_images_exist
+from salgl.data.dataset import MultiLabelImages, check_images_exist
 from salgl.data.prepared import PreparedDataset, display_path
 from salgl.errors import SalglError
+from salgl.inference import predict_scores, transform_for
 from salgl.metrics import (
     average_precision,
     average_precisions,
@@ -22,7 +22,8 @@ from salgl.metrics import (
     mean_ap,
     scene_usage,
 )
-from salgl.train import autocast_dtype, default_workers, predict_scores, select_device
+from salgl.predictions import Predictions
+from salgl.runtime import autocast_dtype, loader_workers, select_device
 
 
 @dataclass
@@ -37,11 +38,6 @@ class Evaluation:
     cooccurrence: np.ndarray  # the model's scene memory, for figures without reloading it
 
 
-def transform_for(info: ModelInfo):
-    kind = info.normalization.get("kind", "imagenet")
-    return build_transform(info.config.img_size, kind, train=False)
-
-
 def label_prior_map(targets: np.ndarray, ignore: np.ndarray | None) -> float:
     """mAP of constant scores: each label's AP is then its prevalence."""
     return mean_ap(average_precision(np.zeros(targets.shape), targets, ignore))
@@ -50,7 +46,7 @@ def label_prior_map(targets: np.ndarray, ignore: np.ndarray | None) -> float:
 def evaluate_model(model_path: str | Path, data: PreparedDataset, threshold: float = 0.5,
                    batch_size: int = 256, device: str = "auto", progress: bool = True
                    ) -> Evaluation:
-    dev = select_device(device)
+    dev = select_device(device, "evaluate.<dataset>.device")
     model, info = load_model(model_path, dev)
     model.set_channels_last()
     if info.labels != data.labels:
@@ -58,11 +54,11 @@ def evaluate_model(model_path: str | Path, data: PreparedDataset, threshold: flo
                          f"({len(info.labels)} vs {len(data.labels)} labels)")
     check_images_exist(data.test.paths, data.root / "test.tsv")
     loader = DataLoader(MultiLabelImages(data.test.paths, data.test.targets, transform_for(info)),
-                        batch_size=batch_size, num_workers=default_workers(dev))
+                        batch_size=batch_size, num_workers=loader_workers(dev))
     # The training precision (fp32 on the CPU); imported checkpoints are scored in fp32.
     dtype = autocast_dtype(bool(info.extra.get("train", {}).get("amp", False)), dev)
-    scores, scene_probs = predict_scores(model, loader, dev, dtype, progress=progress,
-                                         desc="evaluate")
+    scores, scene_probs, _ = predict_scores(model, loader, dev, dtype, progress, "evaluate")
+    scores, scene_probs = scores.numpy(), scene_probs.numpy()
     metrics = compute_metrics(scores, data.test.targets, data.ignore, threshold, scene_probs)
     metrics["baseline_label_prior_mAP"] = label_prior_map(data.test.targets, data.ignore)
     metrics.update(selection_summary(info))
@@ -117,25 +113,14 @@ def scene_usage_table(ev: Evaluation) -> str:
     return "scene,images\n" + "".join(f"{k},{int(n)}\n" for k, n in enumerate(counts))
 
 
-def save_predictions(path: str | Path, ev: Evaluation) -> None:
-    arrays = {"scores": ev.scores.astype(np.float32), "targets": ev.targets.astype(np.uint8),
-              "scene_probs": ev.scene_probs.astype(np.float32),
-              "labels": np.array(ev.labels),
-              "paths": np.array([display_path(p) for p in ev.paths])}  # same bytes in any clone
-    if ev.ignore is not None:
-        arrays["ignore"] = ev.ignore.astype(np.uint8)
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buffer.getvalue())
-
-
 def write_evaluation(ev: Evaluation, metrics_path: Path, table_dir: Path,
                      predictions_path: Path) -> None:
     """All evaluate-stage outputs; each file appears whole or not at all."""
     table_dir.mkdir(parents=True, exist_ok=True)
     write_text(table_dir / "per_label_ap.csv", per_label_table(ev))
     write_text(table_dir / "scene_usage.csv", scene_usage_table(ev))
-    save_predictions(predictions_path, ev)
+    Predictions(ev.scores, ev.targets, ev.scene_probs, ev.labels,
+                [display_path(p) for p in ev.paths],  # the same bytes in any clone
+                ev.ignore).save(predictions_path)
     write_json(metrics_path, ev.metrics)
 

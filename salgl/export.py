@@ -12,23 +12,11 @@ import warnings
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from salgl.atomic import atomic_path
 from salgl.checkpoint import load_model
 from salgl.errors import SalglError
-
-
-class ScoresAndScenes(nn.Module):
-    """The inference view of SALGL: probabilities instead of the training outputs dict."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.model(images)
-        return torch.sigmoid(out["logits"]), out["scene_probs"]
+from salgl.inference import ScoresAndScenes
 
 
 def export_onnx(model_path: str | Path, out: str | Path, opset: int = 18) -> dict:

@@ -8,8 +8,6 @@ sigmoid ``scores``, 0/1 ``targets`` and an optional 0/1 ``ignore`` mask where
 
 from __future__ import annotations
 
-import zipfile
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,6 @@ EPS = float(np.finfo(np.float64).eps)
 TOPK = 3
 METRIC_KEYS = ("CP", "CR", "CF1", "OP", "OR", "OF1")
 # What a damaged or foreign file can raise from np.load / NpzFile.__getitem__.
-_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -206,13 +203,6 @@ def _count_metrics(pred: np.ndarray, targets: np.ndarray, valid: np.ndarray) -> 
             "labels_without_positives": int(np.sum(ngt == 0))}
 
 
-def threshold_metrics(scores: Any, targets: Any, ignore: Any = None,
-                      threshold: float = 0.5) -> dict[str, Any]:
-    """CP, CR, CF1, OP, OR, OF1 with prediction = score >= threshold, plus label counts."""
-    s = np.asarray(scores, dtype=np.float64)
-    return _count_metrics(s >= threshold, np.asarray(targets), _valid_mask(s.shape, ignore))
-
-
 def _topk_bool(scores: np.ndarray, k: int) -> np.ndarray:
     """Boolean mask of each row's k highest scores (ties at the k-th place broken arbitrarily)."""
     n, c = scores.shape
@@ -222,12 +212,6 @@ def _topk_bool(scores: np.ndarray, k: int) -> np.ndarray:
     mask = np.zeros((n, c), dtype=bool)
     np.put_along_axis(mask, top, True, axis=1)
     return mask
-
-
-def topk_mask(scores: Any, k: int = TOPK) -> np.ndarray:
-    """Scores with all but each image's k highest set to 0 (the top-k protocol)."""
-    s = np.asarray(scores, dtype=np.float64)
-    return np.where(_topk_bool(s, k), s, 0.0)
 
 
 # ----------------------------------------------------------------------------- scene usage
@@ -272,44 +256,13 @@ def compute_metrics(scores: Any, targets: Any, ignore: Any = None, threshold: fl
     return out
 
 
-def load_predictions(path: str | Path) -> dict[str, np.ndarray | None]:
-    """Read scores/targets (+ optional ignore, scene_probs) from an .npz, never unpickling."""
-    path = Path(path)
-    if not path.is_file():
-        raise SalglError(f"{path}: predictions file not found")
-    with open(path, "rb") as fh:
-        magic = fh.read(4)
-    if magic != b"PK\x03\x04":  # every .npz is a zip archive
-        raise SalglError(f"{path}: not an .npz archive (expected a NumPy .npz with keys "
-                         "scores and targets, as `salgl evaluate` writes)")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except _READ_ERRORS as exc:
-        raise SalglError(f"{path}: cannot read predictions file ({exc})") from exc
-    if not hasattr(data, "files"):
-        raise SalglError(f"{path}: expected an .npz archive with keys scores, targets")
-    with data:
-        return {key: _read_key(data, key, path, required=key in ("scores", "targets"))
-                for key in ("scores", "targets", "ignore", "scene_probs")}
-
-
-def _read_key(data: Any, key: str, path: Path, required: bool) -> np.ndarray | None:
-    """One array from an open .npz; a missing required key names the file and the key."""
-    if key not in data.files:
-        if required:
-            raise SalglError(f"{path}: missing key '{key}' (found: {', '.join(data.files)})")
-        return None
-    try:
-        return data[key]
-    except _READ_ERRORS as exc:
-        raise SalglError(f"{path}: cannot read key '{key}' ({exc})") from exc
-
-
 def metrics_from_file(path: str | Path, threshold: float = 0.5) -> dict[str, Any]:
     """Metrics of a saved predictions file (what the CLI's evaluate step reports)."""
-    data = load_predictions(path)
+    from salgl.predictions import Predictions
+
+    data = Predictions.load(path)
     try:
-        return compute_metrics(data["scores"], data["targets"], data["ignore"], threshold,
-                               data["scene_probs"])
+        return compute_metrics(data.scores, data.targets, data.ignore, threshold,
+                               data.scene_probs)
     except SalglError as exc:
         raise SalglError(f"{path}: {exc}") from exc

@@ -1,71 +1,20 @@
 """One function per pipeline stage: read settings, call the package, write the stage's outputs.
 
 The DVC stage scripts and the ``salgl`` subcommands both call these, so a stage run by hand
-and by ``dvc repro`` behave the same. Default locations follow architecture.md.
+and by ``dvc repro`` behave the same. Default locations (architecture.md) come from salgl.paths.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from salgl.atomic import atomic_dir, write_json
 from salgl.config import DatasetParams, OwnDatasetConfig
+from salgl.paths import DatasetPaths, OfficialPaths
 
 log = logging.getLogger("salgl")
-
-
-@dataclass(frozen=True)
-class DatasetPaths:
-    """Where each stage of one dataset reads and writes, relative to the repository root."""
-
-    name: str
-
-    @property
-    def prepared(self) -> Path:
-        return Path("data/prepared") / self.name
-
-    @property
-    def embeddings(self) -> Path:
-        return Path("data/embeddings") / self.name
-
-    @property
-    def model(self) -> Path:
-        return Path("models") / self.name / "model.safetensors"
-
-    @property
-    def state(self) -> Path:
-        return Path("state") / self.name
-
-    @property
-    def live(self) -> Path:
-        return Path("dvclive") / self.name
-
-    @property
-    def metrics(self) -> Path:
-        return Path("metrics") / f"{self.name}.json"
-
-    @property
-    def eval_dir(self) -> Path:
-        return Path("plots") / self.name / "eval"
-
-    @property
-    def predictions(self) -> Path:
-        return Path("data/predictions") / f"{self.name}.npz"
-
-    @property
-    def figures(self) -> Path:
-        return Path("plots") / self.name / "figures"
-
-    @property
-    def training_curves(self) -> Path:
-        return Path("plots") / self.name / "training_curves.png"
-
-    @property
-    def scene_match(self) -> Path:
-        return Path("metrics") / f"{self.name}_scenes.json"
 
 
 def run_prepare(params: DatasetParams, out: Path | None = None, raw: Path | None = None) -> dict:
@@ -84,7 +33,7 @@ def run_prepare(params: DatasetParams, out: Path | None = None, raw: Path | None
     else:
         from salgl.data.real import prepare_real
 
-        root = raw or Path(params.prepare.raw or Path("data/raw") / params.name)
+        root = raw or Path(params.prepare.raw or DatasetPaths(params.name).raw)
         meta = prepare_real(params.name, Path(root), out, strict=params.prepare.strict,
                             val_fraction=params.prepare.val_fraction, seed=params.prepare.seed)
     log.info("prepared %s into %s", params.name, out)
@@ -137,7 +86,7 @@ def run_evaluate(params: DatasetParams, model: Path | None = None, prepared: Pat
     paths = DatasetPaths(params.name)
     data = load_prepared(prepared or paths.prepared, image_root=params.image_root)
     ev = evaluate_model(model or paths.model, data, params.evaluate.threshold,
-                        params.evaluate.batch_size, params.train.device, progress)
+                        params.evaluate.batch_size, params.evaluate.device, progress)
     write_evaluation(ev, metrics or paths.metrics, eval_dir or paths.eval_dir,
                      predictions or paths.predictions)
     m = ev.metrics
@@ -158,7 +107,7 @@ def run_plots(params: DatasetParams, model: Path | None = None, prepared: Path |
               live: Path | None = None, out: Path | None = None,
               scene_match: Path | None = None) -> dict:
     from salgl.checkpoint import load_model
-    from salgl.plots import make_all_plots, model_figures
+    from salgl.figures.stage import make_all_plots, model_figures
 
     paths = DatasetPaths(params.name)
     model_obj, info = load_model(model or paths.model)
@@ -198,20 +147,16 @@ def run_evaluate_official(name: str, cfg, params: DatasetParams, progress: bool 
     """Import a released experiment, evaluate it on its prepared dataset, draw its figures."""
     from salgl.data.prepared import load_prepared
     from salgl.evaluate import evaluate_model, write_evaluation
+    from salgl.figures.stage import make_all_plots
     from salgl.official import import_official
-    from salgl.plots import make_all_plots
 
-    paths = DatasetPaths(params.name)
-    model_path = Path("models/official") / f"{name}.safetensors"
+    paths, out = DatasetPaths(params.name), OfficialPaths(name)
     labels = Path(cfg.labels) if cfg.labels else paths.prepared / "labels.txt"
-    import_official(cfg.dir, labels, model_path)
+    import_official(cfg.dir, labels, out.model)
     data = load_prepared(paths.prepared, image_root=params.image_root)
-    ev = evaluate_model(model_path, data, cfg.threshold, cfg.batch_size, "auto", progress)
-    eval_dir = Path("plots/official") / name
-    predictions = Path("data/predictions/official") / f"{name}.npz"
-    write_evaluation(ev, Path("metrics/official") / f"{name}.json", eval_dir / "eval",
-                     predictions)
-    make_all_plots(predictions, eval_dir / "eval" / "per_label_ap.csv", ev.cooccurrence, None,
-                   eval_dir / "figures", **_figure_settings(params))
+    ev = evaluate_model(out.model, data, cfg.threshold, cfg.batch_size, "auto", progress)
+    write_evaluation(ev, out.metrics, out.eval_dir, out.predictions)
+    make_all_plots(out.predictions, out.eval_dir / "per_label_ap.csv", ev.cooccurrence, None,
+                   out.figures, **_figure_settings(params))
     log.info("official %s on %s: mAP %.4f", name, params.name, ev.metrics["mAP"])
     return ev.metrics

@@ -101,19 +101,18 @@ def predict_batches(model, info, paths: list[Path], batch_size: int, device: tor
     """Yield (path, scores, scene_probs) or (path, None, reason) per image, in input order."""
     from tqdm import tqdm
 
-    from salgl.evaluate import transform_for
-    from salgl.train import default_workers
+    from salgl.inference import scores_and_scenes, transform_for
+    from salgl.runtime import loader_workers
 
     loader = DataLoader(_ImageFiles(paths, transform_for(info)), batch_size=batch_size,
-                        num_workers=min(default_workers(device), 4), collate_fn=_collate)
+                        num_workers=min(loader_workers(device), 4), collate_fn=_collate)
     with torch.no_grad(), tqdm(total=len(paths), desc="predict", disable=not progress,
                                file=sys.stderr) as bar:
         for indices, images, bad in loader:
             results: dict[int, tuple] = {i: (paths[i], None, err) for i, err in bad}
             if images is not None:
-                out = model(images.to(device))
-                scores = torch.sigmoid(out["logits"].float()).cpu().numpy()
-                scenes = out["scene_probs"].float().cpu().numpy()
+                scores, scenes = scores_and_scenes(model(images.to(device)))
+                scores, scenes = scores.cpu().numpy(), scenes.cpu().numpy()
                 for row, i in enumerate(indices):
                     results[i] = (paths[i], scores[row], scenes[row])
             for i in sorted(results):
@@ -195,7 +194,7 @@ def predict_command(args) -> int:
     stderr with its reason); usage errors raise SalglError (exit 2)."""
     from salgl.atomic import atomic_path
     from salgl.checkpoint import load_model
-    from salgl.train import select_device
+    from salgl.runtime import select_device
 
     if args.topk is not None and args.topk < 1:
         raise SalglError("--topk: must be at least 1")
@@ -203,7 +202,7 @@ def predict_command(args) -> int:
         raise SalglError("--threshold: must be within [0, 1]")
     if args.batch_size < 1:
         raise SalglError("--batch-size: must be at least 1")
-    device = select_device(args.device)
+    device = select_device(args.device, "--device")
     model, info = load_model(args.model, device)
     model.set_channels_last()
     cuts = label_cuts(info, args.threshold, args.model)

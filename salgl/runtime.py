@@ -1,4 +1,6 @@
-"""Process-level settings that make CPU training faster without changing any number."""
+"""Where and how a run computes: the device, the autocast precision, the data-loader
+workers, and process-level settings that make CPU training faster without changing any number.
+Training, evaluation and prediction all take these from here, so they agree."""
 
 from __future__ import annotations
 
@@ -6,12 +8,42 @@ import ctypes
 import os
 import sys
 
+import torch
+
+from salgl.errors import SalglError
+
 
 def cpu_cores() -> int:
     """Cores this process may run on (the affinity mask where the OS has one)."""
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def select_device(setting: str, key: str = "train.<dataset>.device") -> torch.device:
+    """``auto``: CUDA when present; ``cuda`` without a GPU is an error naming ``key``."""
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise SalglError(f"{key}: cuda requested but no CUDA device is present")
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(setting)
+
+
+def autocast_dtype(amp: bool, device: torch.device) -> torch.dtype | None:
+    """The precision training runs in, and evaluation with it: bf16 where the GPU has it,
+    else fp16, on CUDA with ``amp``; None (fp32) otherwise."""
+    if not amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def loader_workers(device: torch.device) -> int:
+    """Data-loader worker processes: leave the cores to the model on CPU; feed a GPU with
+    most of them."""
+    cores = cpu_cores()
+    if device.type == "cuda":
+        return max(1, min(16, cores - 1))
+    return 1 if cores >= 2 else 0
 
 
 _M_TRIM_THRESHOLD = -1

@@ -1,13 +1,13 @@
-"""The training loop: AdamW + OneCycle, EMA, selection and early stopping on validation mAP,
-per-label thresholds calibrated on the validation split, resumable, DVCLive.
+"""The training recipe: AdamW + OneCycle, EMA, epoch selection and early stopping on
+validation mAP, per-label thresholds calibrated on the validation split, resumable, DVCLive.
 
 With ``select_on: val`` (the default) the test split is never read here: the evaluate stage
 scores it once, with the selected weights. ``select_on: test`` is the paper's protocol.
 
-Resume: after every epoch the whole training state (model, EMA, best EMA weights, optimiser,
-scheduler, counters) goes to ``state_dir/last.safetensors`` under a fingerprint of the settings
-and data; a rerun with the same fingerprint continues from the next epoch. Each epoch reseeds
-from (seed, epoch), so a resumed run sees the same batches as an uninterrupted one.
+Where each step lives: one epoch of training in salgl.engine, the selection in
+salgl.selection, the resume state in salgl.resume, the device, precision and workers in
+salgl.runtime. Each epoch reseeds from (seed, epoch), so a resumed run sees the same batches
+as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,29 +36,23 @@ from salgl.data.dataset import (
 from salgl.data.prepared import PreparedDataset, Split
 from salgl.distributed import (
     DistInfo,
-    broadcast_state,
+    barrier,
     gather_rows,
     gather_scene_batch,
     init_from_env,
 )
 from salgl.ema import ModelEma
+from salgl.engine import score_split, train_one_epoch
 from salgl.errors import SalglError
 from salgl.losses import SalglCriterion
 from salgl.metrics import average_precision, mean_ap
-from salgl.model.salgl import BackboneModel, SalglConfig, create_model
-from salgl.runtime import cpu_cores, keep_freed_memory
+from salgl.model import BackboneModel, GatherFn, SalglConfig, create_model
+from salgl.resume import ResumeState, TrainingState
+from salgl.runtime import autocast_dtype, keep_freed_memory, loader_workers, select_device
+from salgl.selection import Selection
 from salgl.step_in_backward import StepInBackward
 
 log = logging.getLogger(__name__)
-
-STATE_FILE = "last.safetensors"
-LIVE_STAGING = "live"  # DVCLive logs here, published to live_dir after each epoch
-STATE_NOTE = """Resume state of the train stage. While training runs, last.safetensors here holds
-everything needed to continue from the last finished epoch, and live/ the training curves
-that are copied to dvclive/ after each epoch (both are removed when training ends and are
-never committed or pushed). This note keeps the folder, a DVC output, present in every
-clone, so `dvc status` stays clean after `dvc pull`.
-"""
 
 
 @dataclass
@@ -71,30 +64,6 @@ class TrainResult:
     selected_on: str = "val"
     val_map: float | None = None
     epoch_seconds: tuple[float, ...] = ()  # wall time of each epoch this process trained
-
-
-def autocast_dtype(amp: bool, device: torch.device) -> torch.dtype | None:
-    """The precision training runs in, and evaluation with it: bf16 where the GPU has it,
-    else fp16, on CUDA with ``amp``; None (fp32) otherwise."""
-    if not amp or device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def select_device(setting: str) -> torch.device:
-    if setting == "cuda" and not torch.cuda.is_available():
-        raise SalglError("train.<dataset>.device: cuda requested but no CUDA device is present")
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(setting)
-
-
-def default_workers(device: torch.device) -> int:
-    """Leave the cores to the model on CPU; feed a GPU with most of them."""
-    cores = cpu_cores()
-    if device.type == "cuda":
-        return max(1, min(16, cores - 1))
-    return 1 if cores >= 2 else 0
 
 
 def check_batch(cfg: TrainConfig, train_images: int, list_file: Path, key: str) -> None:
@@ -165,12 +134,14 @@ def data_fingerprint(data: PreparedDataset) -> str:
 
 
 def build_model(cfg: TrainConfig, labels: list[str], vectors: np.ndarray, info: dict,
-                key: str) -> BackboneModel:
+                key: str, gather: GatherFn | None = None) -> BackboneModel:
+    """The model the settings ask for; ``gather`` collects the global batch for the
+    co-occurrence update when several processes train."""
     embed_dim = None if info.get("source") == "random" else int(vectors.shape[1])
     mcfg = model_config(cfg, len(labels), embed_dim)
     embeddings = None if embed_dim is None else torch.from_numpy(vectors)
     model = create_model(mcfg, embeddings, pretrained=cfg.pretrained,
-                         pretrained_path=cfg.pretrained_path)
+                         pretrained_path=cfg.pretrained_path, gather=gather)
     if cfg.head == "salgl" and model.feature_dim % cfg.encoder_heads:
         raise SalglError(f"{key}.encoder_heads: {cfg.encoder_heads} does not divide the "
                          f"backbone's feature width {model.feature_dim}")
@@ -185,117 +156,125 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
 
-@torch.no_grad()
-def match_param_layout(optimizer: torch.optim.Optimizer) -> None:
-    """Give loaded optimiser state the memory layout of its parameter.
-
-    State read from a file is contiguous, while a channels-last weight's moments were created
-    channels-last. The fused AdamW kernel then takes another code path with other rounding
-    (about 1e-5 after one epoch, growing from there), so a resumed run would drift from an
-    unbroken one. Copying each moment into a tensor laid out like its parameter keeps every
-    step bitwise the same.
-    """
-    for param, state in optimizer.state.items():
-        for name, value in state.items():
-            if (torch.is_tensor(value) and value.shape == param.shape
-                    and value.stride() != param.stride()):
-                state[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+def training_device(setting: str, dist: DistInfo, key: str) -> torch.device:
+    """The device this process trains on (its own GPU under DDP)."""
+    device = select_device(setting, f"{key}.device")
+    if device.type == "cuda" and dist.enabled:
+        device = torch.device("cuda", dist.local_rank)
+    if device.type == "cpu":
+        keep_freed_memory()
+    return device
 
 
-@torch.no_grad()
-def predict_scores(model: torch.nn.Module, loader: DataLoader, device: torch.device,
-                   dtype: torch.dtype | None = None, progress: bool = False,
-                   desc: str = "predict") -> tuple[np.ndarray, np.ndarray]:
-    """Sigmoid scores (N, C) and scene probabilities (N, S) in dataset order."""
-
-    scores, scenes, _ = predict_with_indices(model, loader, device, dtype, progress, desc)
-    return scores.numpy(), scenes.numpy()
-
-
-@torch.no_grad()
-def predict_with_indices(model: torch.nn.Module, loader: DataLoader, device: torch.device,
-                         dtype: torch.dtype | None = None, progress: bool = False,
-                         desc: str = "predict"
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """As predict_scores, plus each row's dataset index; ``dtype`` autocasts (None: fp32)."""
-    from tqdm import tqdm
-
-    model.eval()
-    scores, scenes, indices = [], [], []
-    for images, _, index in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        images = images.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            out = model(images)
-        scores.append(torch.sigmoid(out["logits"].float()))
-        scenes.append(out["scene_probs"].float())
-        indices.append(torch.as_tensor(index, device=images.device))
-    return torch.cat(scores).cpu(), torch.cat(scenes).cpu(), torch.cat(indices).cpu()
+def check_data(cfg: TrainConfig, data: PreparedDataset, dist: DistInfo, name: str) -> Split:
+    """Refuse settings the data cannot serve; the split that selects the epoch."""
+    key = f"train.{name}"
+    if cfg.batch_size % dist.world:
+        raise SalglError(f"{key}.batch_size: the global batch {cfg.batch_size} is not "
+                         f"divisible by the {dist.world} processes")
+    check_batch(cfg, len(data.train), data.root / "train.tsv", key)
+    if cfg.select_on == "val" and data.val is None:
+        raise SalglError(f"{key}.select_on: val, but {data.root / 'val.tsv'} is "
+                         f"missing (set prepare.{name}.val_fraction above 0 and rerun "
+                         "prepare, or select on test, the paper's protocol)")
+    check_images_exist(data.train.paths, data.root / "train.tsv")
+    select_split = data.split(cfg.select_on)
+    check_images_exist(select_split.paths, data.root / f"{cfg.select_on}.tsv")
+    if data.val is not None and cfg.select_on != "val":
+        check_images_exist(data.val.paths, data.root / "val.tsv")
+    return select_split
 
 
-def gather_predictions(scores: torch.Tensor, indices: torch.Tensor, total: int,
-                       device: torch.device) -> torch.Tensor:
-    """Every rank's shard of the test set, back in dataset order (sampler padding dropped)."""
-    all_scores = gather_rows(scores.to(device)).cpu()
-    all_indices = gather_rows(indices.to(device)).cpu()
-    ordered = torch.empty(total, scores.shape[1], dtype=scores.dtype)
-    ordered[all_indices] = all_scores
-    return ordered
+def wrap_for_training(model: torch.nn.Module, cfg: TrainConfig, dist: DistInfo,
+                      device: torch.device) -> torch.nn.Module:
+    """What batches go through: the model, wrapped by DDP and torch.compile as asked."""
+    forward_model: torch.nn.Module = model
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [dist.local_rank] if device.type == "cuda" else None
+        forward_model = DistributedDataParallel(model, device_ids=ids)
+    if cfg.compile:
+        forward_model = torch.compile(forward_model)
+    return forward_model
+
+
+def make_loader(split: Split, cfg: TrainConfig, train: bool, device: torch.device,
+                dist: DistInfo, generator: torch.Generator) -> DataLoader:
+    """Training batches (shuffled by ``generator``, or sharded under DDP) or evaluation
+    batches of a split, each process taking its share of the global batch."""
+    transform = build_transform(cfg.img_size, cfg.normalization, train, hflip=cfg.hflip,
+                                cutout=cfg.cutout, randaugment=cfg.randaugment,
+                                augment=cfg.augment)
+    workers = loader_workers(device) if cfg.num_workers is None else cfg.num_workers
+    targets = split.targets
+    if train and split.ignore is not None:  # -1: left out of the loss (train_one_epoch)
+        targets = np.where(split.ignore > 0, -1, targets.astype(np.int8))
+    dataset = MultiLabelImages(split.paths, targets, transform)
+    sampler = None
+    if dist.enabled:
+        from torch.utils.data import DistributedSampler
+
+        sampler = DistributedSampler(dataset, dist.world, dist.rank, shuffle=train,
+                                     seed=cfg.seed, drop_last=train)
+    return DataLoader(
+        dataset, batch_size=cfg.batch_size // dist.world, shuffle=train and sampler is None,
+        sampler=sampler, drop_last=train and len(split) > cfg.batch_size,
+        num_workers=workers, pin_memory=device.type == "cuda",
+        generator=generator if train and sampler is None else None,
+        persistent_workers=False)
+
+
+def report_epoch(name: str, cfg: TrainConfig, live, epoch: int, losses: dict[str, float],
+                 selection_map: float, best_map: float, improved: bool, lr: float,
+                 seconds: float, main: bool) -> None:
+    """The epoch's line in the log and its row in the training curves."""
+    say = log.info if main else log.debug
+    say("%s epoch %d/%d: loss %.3f (asl %.3f) lr %.2e %s mAP %.4f%s, %.0f s",
+        name, epoch + 1, cfg.epochs, losses["total"], losses["asl"], lr,
+        cfg.select_on, selection_map, " (best)" if improved else "", seconds)
+    if live is not None:
+        # under live/: cannot collide with the train.<dataset>.* params
+        for k, v in losses.items():
+            live.log_metric(f"live/train/loss_{k}", v)
+        live.log_metric("live/train/lr", lr)
+        live.log_metric(f"live/{cfg.select_on}/mAP", selection_map)
+        live.log_metric(f"live/{cfg.select_on}/best_mAP", best_map)
+        live.next_step()
 
 
 class Trainer:
-    """One dataset's training run; ``run`` trains to the end (or resumes) and saves the model."""
+    """One dataset's training run: ``run`` trains to the end (or resumes) and saves the model.
+
+    The constructor checks the data and settings and builds everything a run needs (model,
+    criterion, optimiser, schedule, EMA, loaders) before anything is written."""
 
     def __init__(self, name: str, cfg: TrainConfig, data: PreparedDataset, embed_dir: Path,
                  model_out: Path, state_dir: Path, live_dir: Path | None, progress: bool = True):
         self.name, self.cfg, self.data = name, cfg, data
         self.key = f"train.{name}"
-        self.model_out, self.state_dir, self.live_dir = model_out, state_dir, live_dir
-        self.live_staging = state_dir / LIVE_STAGING
+        self.model_out, self.live_dir = model_out, live_dir
         self.dist: DistInfo = init_from_env(cfg.device)
         self.progress = progress and self.dist.main
-        self.device = select_device(cfg.device)
-        if self.device.type == "cuda" and self.dist.enabled:
-            self.device = torch.device("cuda", self.dist.local_rank)
-        if self.device.type == "cpu":
-            keep_freed_memory()
-        if cfg.batch_size % self.dist.world:
-            raise SalglError(f"{self.key}.batch_size: the global batch {cfg.batch_size} is not "
-                             f"divisible by the {self.dist.world} processes")
-        check_batch(cfg, len(data.train), data.root / "train.tsv", self.key)
-        if cfg.select_on == "val" and data.val is None:
-            raise SalglError(f"{self.key}.select_on: val, but {data.root / 'val.tsv'} is "
-                             f"missing (set prepare.{name}.val_fraction above 0 and rerun "
-                             "prepare, or select on test, the paper's protocol)")
-        self.select_split = data.split(cfg.select_on)
-        check_images_exist(data.train.paths, data.root / "train.tsv")
-        check_images_exist(self.select_split.paths, data.root / f"{cfg.select_on}.tsv")
-        if data.val is not None and cfg.select_on != "val":
-            check_images_exist(data.val.paths, data.root / "val.tsv")
+        self.device = training_device(cfg.device, self.dist, self.key)
+        self.select_split = check_data(cfg, data, self.dist, name)
         self.vectors, self.embed_info = load_label_vectors(embed_dir, data.labels)
         self.data_fingerprint = data_fingerprint(data)
-        self.fingerprint = fingerprint(cfg, self.data_fingerprint, self.vectors)
+        self.resume_state = ResumeState(
+            state_dir, fingerprint(cfg, self.data_fingerprint, self.vectors))
         torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg, data.labels, self.vectors, self.embed_info,
-                                 self.key).to(self.device)
+        self.model = build_model(cfg, data.labels, self.vectors, self.embed_info, self.key,
+                                 gather=gather_scene_batch if self.dist.enabled else None
+                                 ).to(self.device)
         self.model.set_channels_last(cfg.channels_last)
         self.model.set_recompute(cfg.recompute_stages, f"{self.key}.recompute_stages")
-        self.criterion = SalglCriterion(cfg.gamma_neg, cfg.gamma_pos, cfg.clip, cfg.scene_weight)
-        self.forward_model: torch.nn.Module = self.model
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            self.model.gather = gather_scene_batch
-            self.criterion.gather = gather_rows
-            self.criterion.world = self.dist.world
-            ids = [self.dist.local_rank] if self.device.type == "cuda" else None
-            self.forward_model = DistributedDataParallel(self.model, device_ids=ids)
-        if cfg.compile:
-            self.forward_model = torch.compile(self.forward_model)
+        self.criterion = SalglCriterion(cfg.gamma_neg, cfg.gamma_pos, cfg.clip, cfg.scene_weight,
+                                        gather=gather_rows if self.dist.enabled else None,
+                                        world=self.dist.world)
+        self.forward_model = wrap_for_training(self.model, cfg, self.dist, self.device)
         self.optimizer = make_optimizer(self.model, cfg, self.device)
         self.amp_dtype = autocast_dtype(cfg.amp, self.device)
-        self.use_amp = self.amp_dtype is not None
-        self.scaler = torch.amp.GradScaler(
-            "cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         # DDP averages gradients after backward and fp16 scaling checks them all first, so
         # both need the classic step after backward.
         self.step_in_backward = (StepInBackward(self.optimizer) if cfg.step_in_backward
@@ -312,8 +291,12 @@ class Trainer:
         # EMA lives on rank 0; other ranks receive its weights for the sharded evaluation.
         self.ema = ModelEma(self.model, cfg.ema_decay, cfg.comat_ema) if self.dist.main else None
         self.eval_model = self.ema.module if self.ema is not None else copy.deepcopy(self.model)
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.best_map, self.best_epoch, self.stale, self.start_epoch = -1.0, -1, 0, 0
+        self.selection = Selection(cfg.select_on)
+        self.start_epoch = 0
+
+    # -- set-up
+    def _loader(self, split: Split, train: bool) -> DataLoader:
+        return make_loader(split, self.cfg, train, self.device, self.dist, self.generator)
 
     def summary(self) -> str:
         """One line: where and how this run trains."""
@@ -326,143 +309,111 @@ class Trainer:
                 f"images in {self.steps_per_epoch} steps per epoch, {self.cfg.epochs} epochs; "
                 f"epoch selected on {self.cfg.select_on} ({len(self.select_split)} images)")
 
-    # -- data
-    def _loader(self, split: Split, train: bool) -> DataLoader:
-        cfg = self.cfg
-        transform = build_transform(cfg.img_size, cfg.normalization, train, hflip=cfg.hflip,
-                                    cutout=cfg.cutout, randaugment=cfg.randaugment,
-                                    augment=cfg.augment)
-        workers = default_workers(self.device) if cfg.num_workers is None else cfg.num_workers
-        targets = split.targets
-        if train and split.ignore is not None:  # -1: left out of the loss (train_epoch)
-            targets = np.where(split.ignore > 0, -1, targets.astype(np.int8))
-        dataset = MultiLabelImages(split.paths, targets, transform)
-        batch = cfg.batch_size // self.dist.world
-        sampler = None
-        if self.dist.enabled:
-            from torch.utils.data import DistributedSampler
-
-            sampler = DistributedSampler(dataset, self.dist.world, self.dist.rank, shuffle=train,
-                                         seed=cfg.seed, drop_last=train)
-        return DataLoader(
-            dataset, batch_size=batch, shuffle=train and sampler is None, sampler=sampler,
-            drop_last=train and len(split) > cfg.batch_size,
-            num_workers=workers, pin_memory=self.device.type == "cuda",
-            generator=self.generator if train and sampler is None else None,
-            persistent_workers=False)
-
     # -- resume
-    def _state_tensors(self) -> dict[str, torch.Tensor]:
-        opt_tensors, _ = checkpoint.flatten_optimizer(self.optimizer.state_dict())
-        tensors = {**checkpoint.prefixed(self.model.state_dict(), "model"),
-                   **checkpoint.prefixed(self.ema.state_dict(), "ema"), **opt_tensors}
-        # (only rank 0 saves, and rank 0 holds the EMA)
-        if self.best_state is not None:
-            tensors.update(checkpoint.prefixed(self.best_state, "best"))
-        return tensors
-
-    def _ensure_state_dir(self) -> None:
-        """The note that keeps the folder, minus temporary files a killed write left."""
-        from salgl.atomic import write_text
-
-        for leftover in self.state_dir.glob(".*.tmp"):
-            if leftover.is_dir():
-                shutil.rmtree(leftover, ignore_errors=True)
-            else:
-                leftover.unlink(missing_ok=True)
-        note = self.state_dir / "README.txt"
-        if not note.is_file() or note.read_text(encoding="utf-8") != STATE_NOTE:
-            write_text(note, STATE_NOTE)
+    def _training_state(self) -> TrainingState:
+        return TrainingState(self.model, self.ema, self.optimizer, self.scheduler, self.scaler,
+                             self.selection)
 
     def save_state(self, epoch: int) -> None:
-        if not self.dist.main:
-            return
-        _, opt_structure = checkpoint.flatten_optimizer(self.optimizer.state_dict())
-        meta = {"fingerprint": self.fingerprint, "epoch": epoch, "best_map": self.best_map,
-                "best_epoch": self.best_epoch, "stale": self.stale,
-                "optimizer": opt_structure, "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None}
-        checkpoint.save_state(self.state_dir / STATE_FILE, self._state_tensors(), meta)
+        if self.dist.main:
+            self.resume_state.save(epoch, self._training_state())
 
     def try_resume(self) -> bool:
-        loaded = checkpoint.load_state(self.state_dir / STATE_FILE)
-        if loaded is None:
+        start = self.resume_state.resume(self._training_state(), self.device)
+        if start is None:
             return False
-        tensors, meta = loaded
-        if meta.get("fingerprint") != self.fingerprint:
-            log.info("resume state belongs to other settings or data; starting fresh")
-            return False
-        self.model.load_state_dict(checkpoint.unprefixed(tensors, "model"))
-        if self.ema is not None:
-            self.ema.load_state_dict(checkpoint.unprefixed(tensors, "ema"))
-        best = checkpoint.unprefixed(tensors, "best")
-        self.best_state = best or None
-        self.optimizer.load_state_dict(checkpoint.unflatten_optimizer(
-            {k: v.to(self.device) for k, v in tensors.items() if k.startswith("optimizer.")},
-            meta["optimizer"]))
-        match_param_layout(self.optimizer)
-        self.scheduler.load_state_dict(meta["scheduler"])
-        if meta.get("scaler") and self.scaler.is_enabled():
-            self.scaler.load_state_dict(meta["scaler"])
-        self.best_map, self.best_epoch = meta["best_map"], meta["best_epoch"]
-        self.stale, self.start_epoch = meta["stale"], meta["epoch"] + 1
+        self.start_epoch = start
         if self.dist.main:
             log.info("resuming %s from epoch %d (best %s mAP %.4f at epoch %d)", self.name,
-                     self.start_epoch + 1, self.cfg.select_on, self.best_map,
-                     self.best_epoch + 1)
+                     start + 1, self.cfg.select_on, self.selection.best_map,
+                     self.selection.best_epoch + 1)
         return True
 
-    # -- loop
+    # -- the recipe
+    def run(self) -> TrainResult:
+        """Resume if a state is there; per epoch: train, score the selection split, keep the
+        best EMA weights, save the resume state; then calibrate and write the model file."""
+        from salgl.logging_live import publish
+
+        cfg, main = self.cfg, self.dist.main
+        live = self._begin()
+        epoch, epoch_seconds = self.start_epoch - 1, []
+        try:
+            for epoch in range(self.start_epoch, cfg.epochs):
+                started = time.perf_counter()
+                losses = self.train_epoch(epoch)
+                selection_map = self.evaluate_selection()
+                epoch_seconds.append(time.perf_counter() - started)
+                improved = self.selection.update(epoch, selection_map, self.eval_model)
+                report_epoch(self.name, cfg, live, epoch, losses, selection_map,
+                             self.selection.best_map, improved,
+                             self.scheduler.get_last_lr()[0], epoch_seconds[-1], main)
+                self.save_state(epoch)
+                if live is not None:
+                    publish(self.resume_state.live_staging, self.live_dir)
+                barrier()
+                if self.selection.exhausted(cfg.patience):
+                    if main:
+                        log.info("%s: no better %s mAP for %d epochs, stopping early",
+                                 self.name, cfg.select_on, cfg.patience)
+                    break
+        finally:
+            if live is not None:
+                live.end()
+        self.selection.restore(self.eval_model)  # the selected epoch's EMA weights, once
+        val_map, thresholds = self.calibrate()
+        if main:
+            self.save_model(val_map, thresholds)
+            if live is not None:
+                publish(self.resume_state.live_staging, self.live_dir)
+            self.resume_state.finish()
+        barrier()
+        return TrainResult(self.selection.best_map, self.selection.best_epoch, epoch + 1,
+                           self.start_epoch, cfg.select_on, val_map, tuple(epoch_seconds))
+
+    def _begin(self):
+        """Warn about the paper's protocol, ready the state folder, resume if possible, say
+        how the run trains; the DVCLive logger (rank 0 with a live folder), else None."""
+        main = self.dist.main
+        if self.cfg.select_on == "test" and main:
+            log.warning("%s.select_on: test: the epoch is chosen and early stopping decided on "
+                        "the test split (the paper's protocol); its test mAP is optimistic",
+                        self.key)
+        if main:
+            self.resume_state.prepare()
+        barrier()
+        resumed = self.try_resume()
+        if main:
+            log.info("%s", self.summary())
+        if not (self.live_dir and main):
+            return None
+        from salgl.logging_live import open_live
+
+        return open_live(self.resume_state.live_staging, self.start_epoch if resumed else 0,
+                         self.live_dir)
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        from tqdm import tqdm
-
-        cfg, device = self.cfg, self.device
-        self.model.train()
-        scaler = self.scaler
-        sums: dict[str, torch.Tensor] = {}
-        bar = tqdm(self.train_loader, desc=f"{self.name} epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not self.progress, leave=False)
-        for images, targets, _ in bar:
-            images = images.to(device, non_blocking=True)
-            targets = targets.to(device, non_blocking=True)
-            valid = None
-            if self.data.train.ignore is not None:  # unscored pairs: no loss, no memory count
-                valid = targets >= 0
-                targets = targets.clamp(min=0)
-            with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.use_amp):
-                outputs = self.forward_model(images, targets)
-                losses = self.criterion(outputs, targets, valid)
-            if self.step_in_backward is not None:
-                losses["total"].backward()        # every weight is stepped inside backward
-            else:
-                self.optimizer.zero_grad(set_to_none=True)
-                scaler.scale(losses["total"]).backward()
-                scaler.step(self.optimizer)
-                scaler.update()
-            self.scheduler.step()
-            if self.ema is not None:
-                self.ema.update(self.model)
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0) + v.detach()
-        n = max(self.steps_per_epoch, 1)
-        return {k: float(v) / n for k, v in sums.items()}
-
-    def score(self, loader: DataLoader, split: Split, desc: str) -> np.ndarray:
-        """Scores of the evaluation weights on a split; with several processes each scores a
-        shard and every process gets them all."""
+        """One epoch, reseeded from (seed, epoch) so that a resumed run repeats it exactly."""
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed * 100003 + epoch)
+        self.generator.manual_seed(cfg.seed * 100003 + epoch)
         if self.dist.enabled:
-            broadcast_state(self.eval_model)
-        scores, _, indices = predict_with_indices(self.eval_model, loader, self.device,
-                                                  self.amp_dtype, self.progress,
-                                                  desc=f"{self.name} {desc}")
-        if self.dist.enabled:
-            scores = gather_predictions(scores, indices, len(split), self.device)
-        return scores.numpy()
+            self.train_loader.sampler.set_epoch(epoch)
+        return train_one_epoch(
+            self.model, self.criterion, self.train_loader, self.optimizer, self.scheduler,
+            self.device, scaler=self.scaler, forward_model=self.forward_model, ema=self.ema,
+            amp_dtype=self.amp_dtype, step_in_backward=self.step_in_backward,
+            masked_targets=self.data.train.ignore is not None,
+            desc=f"{self.name} epoch {epoch + 1}/{cfg.epochs}", progress=self.progress)
 
-    def evaluate_ema(self) -> float:
+    def _score(self, loader: DataLoader, split: Split, desc: str) -> np.ndarray:
+        return score_split(self.eval_model, loader, len(split), self.device, self.dist,
+                           self.amp_dtype, self.progress, f"{self.name} {desc}")
+
+    def evaluate_selection(self) -> float:
         """mAP of the EMA weights on the selection split (validation by default)."""
         split = self.select_split
-        scores = self.score(self.select_loader, split, self.cfg.select_on)
+        scores = self._score(self.select_loader, split, self.cfg.select_on)
         return mean_ap(average_precision(scores, split.targets, split.ignore))
 
     def calibrate(self) -> tuple[float | None, list[float] | None]:
@@ -470,113 +421,27 @@ class Trainer:
         by now (None without a validation split)."""
         from salgl.calibration import calibrate_thresholds
 
-        if self.data.val is None:
+        val = self.data.val
+        if val is None:
             return None, None
         loader = (self.select_loader if self.cfg.select_on == "val"
-                  else self._loader(self.data.val, train=False))
-        scores = self.score(loader, self.data.val, "val")
-        val = self.data.val
+                  else self._loader(val, train=False))
+        scores = self._score(loader, val, "val")
         val_map = mean_ap(average_precision(scores, val.targets, val.ignore))
         return val_map, calibrate_thresholds(scores, val.targets, val.ignore).tolist()
 
-    def run(self) -> TrainResult:
-        from salgl.logging_live import open_live, publish
-
-        if self.cfg.select_on == "test" and self.dist.main:
-            log.warning("%s.select_on: test: the epoch is chosen and early stopping decided on "
-                        "the test split (the paper's protocol); its test mAP is optimistic",
-                        self.key)
-        if self.dist.main:
-            self._ensure_state_dir()
-        self._barrier()
-        resumed = self.try_resume()
-        live = (open_live(self.live_staging, self.start_epoch if resumed else 0, self.live_dir)
-                if self.live_dir and self.dist.main else None)
-        if self.dist.main:
-            log.info("%s", self.summary())
-        cfg = self.cfg
-        epoch = self.start_epoch - 1
-        epoch_seconds: list[float] = []
-        try:
-            for epoch in range(self.start_epoch, cfg.epochs):
-                torch.manual_seed(cfg.seed * 100003 + epoch)
-                self.generator.manual_seed(cfg.seed * 100003 + epoch)
-                if self.dist.enabled:
-                    self.train_loader.sampler.set_epoch(epoch)
-                started = time.perf_counter()
-                losses = self.train_epoch(epoch)
-                selection_map = self.evaluate_ema()
-                seconds = time.perf_counter() - started
-                epoch_seconds.append(seconds)
-                improved = selection_map > self.best_map
-                if improved:
-                    self.best_map, self.best_epoch, self.stale = selection_map, epoch, 0
-                    self.best_state = {k: v.detach().clone()
-                                       for k, v in self.eval_model.state_dict().items()}
-                else:
-                    self.stale += 1
-                lr = self.scheduler.get_last_lr()[0]
-                say = log.info if self.dist.main else log.debug
-                say("%s epoch %d/%d: loss %.3f (asl %.3f) lr %.2e %s mAP %.4f%s, %.0f s",
-                    self.name, epoch + 1, cfg.epochs, losses["total"], losses["asl"], lr,
-                    cfg.select_on, selection_map, " (best)" if improved else "", seconds)
-                if live is not None:
-                    # under live/: cannot collide with the train.<dataset>.* params
-                    for k, v in losses.items():
-                        live.log_metric(f"live/train/loss_{k}", v)
-                    live.log_metric("live/train/lr", lr)
-                    live.log_metric(f"live/{cfg.select_on}/mAP", selection_map)
-                    live.log_metric(f"live/{cfg.select_on}/best_mAP", self.best_map)
-                    live.next_step()
-                stop = self.stale >= cfg.patience
-                self.save_state(epoch)
-                if live is not None:
-                    publish(self.live_staging, self.live_dir)
-                self._barrier()
-                if stop:
-                    if self.dist.main:
-                        log.info("%s: no better %s mAP for %d epochs, stopping early",
-                                 self.name, cfg.select_on, cfg.patience)
-                    break
-        finally:
-            if live is not None:
-                live.end()
-        if self.best_state is not None:  # the selected epoch's EMA weights, once
-            self.eval_model.load_state_dict(self.best_state)
-        val_map, thresholds = self.calibrate()
-        if self.dist.main:
-            self.save_model(val_map, thresholds)
-            if live is not None:
-                publish(self.live_staging, self.live_dir)
-            self.finish_state()
-        self._barrier()
-        return TrainResult(self.best_map, self.best_epoch, epoch + 1, self.start_epoch,
-                           self.cfg.select_on, val_map, tuple(epoch_seconds))
-
-    def _barrier(self) -> None:
-        if self.dist.enabled:
-            import torch.distributed as dist
-
-            dist.barrier()
-
+    # -- outputs
     def save_model(self, val_map: float | None, thresholds: list[float] | None) -> None:
         """The selected EMA weights (already in eval_model), with what selected them and the
         calibrated cuts."""
-        model = self.eval_model
         mean, std = normalization_stats(self.cfg.normalization)
         checkpoint.save_model(
-            self.model_out, model, self.data.labels,
+            self.model_out, self.eval_model, self.data.labels,
             {"kind": self.cfg.normalization, "mean": list(mean), "std": list(std)},
             extra={"dataset": self.name, "data_fingerprint": self.data_fingerprint[:16],
-                   "selected_on": self.cfg.select_on,
-                   "selected_epoch": self.best_epoch + 1, "selection_mAP": self.best_map,
-                   "val_mAP": val_map, "thresholds": thresholds,
-                   "embedding": self.embed_info.get("source"), "train": to_dict(self.cfg)})
-
-    def finish_state(self) -> None:
-        """A finished run leaves no resume state and no staged curves."""
-        (self.state_dir / STATE_FILE).unlink(missing_ok=True)
-        shutil.rmtree(self.live_staging, ignore_errors=True)
+                   **self.selection.model_metadata(), "val_mAP": val_map,
+                   "thresholds": thresholds, "embedding": self.embed_info.get("source"),
+                   "train": to_dict(self.cfg)})
 
 
 def train(name: str, cfg: TrainConfig, data: PreparedDataset, embed_dir: Path, model_out: Path,

@@ -16,12 +16,10 @@ from salgl.metrics import (
     average_precision,
     check_inputs,
     compute_metrics,
-    load_predictions,
     metrics_from_file,
     scene_usage,
-    threshold_metrics,
-    topk_mask,
 )
+from salgl.predictions import Predictions
 
 EXPECTED_KEYS = [
     "mAP", "mAP_noninterp",
@@ -127,7 +125,7 @@ def test_ignored_positive_is_not_counted() -> None:
     assert average_precision(scores, targets, ignore=ignore)[0] == pytest.approx(1.0)
     # threshold .65 predicts ranks 1-3; the ignored rank-3 positive is left out everywhere:
     # TP=1, P=2, G=1 -> precision .5, recall 1
-    out = threshold_metrics(scores, targets, ignore=ignore, threshold=0.65)
+    out = compute_metrics(scores, targets, ignore=ignore, threshold=0.65)
     assert out["CP"] == pytest.approx(0.5) and out["CR"] == pytest.approx(1.0)
 
 
@@ -199,7 +197,7 @@ def test_overall_and_per_class_by_hand() -> None:
     # label 0: TP=1 P=2 G=2 ; label 1: TP=1 P=2 G=1
     # CP = (1/2 + 1/2)/2 = .5 ; CR = (1/2 + 1)/2 = .75 ; CF1 = 2*.5*.75/1.25 = .6
     # OP = 2/4 = .5 ; OR = 2/3 ; OF1 = 2*.5*(2/3)/(.5 + 2/3) = 4/7
-    out = threshold_metrics(scores, targets)
+    out = compute_metrics(scores, targets)
     expected = {"CP": 0.5, "CR": 0.75, "CF1": 0.6, "OP": 0.5, "OR": 2 / 3, "OF1": 4 / 7}
     for key, value in expected.items():
         assert out[key] == pytest.approx(value, abs=1e-12), key
@@ -210,7 +208,7 @@ def test_precision_one_convention_for_unpredicted_label() -> None:
     scores = np.array([[0.9, 0.1], [0.2, 0.3]])
     targets = np.array([[1, 1], [0, 0]])
     # label 0: TP=P=G=1 -> (1, 1); label 1: nothing predicted, G=1 -> P = eps/eps = 1, R = eps
-    out = threshold_metrics(scores, targets)
+    out = compute_metrics(scores, targets)
     assert out["CP"] == 1.0  # exactly: the unpredicted label contributes eps/eps
     assert out["CR"] == pytest.approx((1 + EPS) / 2, abs=1e-15)
     assert out["labels_without_predictions"] == 1
@@ -218,16 +216,9 @@ def test_precision_one_convention_for_unpredicted_label() -> None:
 
 def test_f1_is_zero_when_nothing_is_right() -> None:
     # the only prediction is wrong and the only positive is missed: OP = OR = eps-sized
-    out = threshold_metrics(np.array([[0.9], [0.1]]), np.array([[0], [1]]))
+    out = compute_metrics(np.array([[0.9], [0.1]]), np.array([[0], [1]]))
     assert out["OP"] < 1e-15 and out["OR"] < 1e-15 and out["OF1"] < 1e-15
     assert math.isfinite(out["OF1"]) and math.isfinite(out["CF1"])
-
-
-def test_topk_mask_keeps_three_highest() -> None:
-    scores = np.array([[0.9, 0.55, 0.7, 0.6, 0.8], [0.1, 0.2, 0.3, 0.4, 0.5]])
-    kept = topk_mask(scores, 3)
-    np.testing.assert_array_equal(kept, [[0.9, 0, 0.7, 0, 0.8], [0, 0, 0.3, 0.4, 0.5]])
-    np.testing.assert_array_equal(topk_mask(scores[:, :2], 3), scores[:, :2])  # C <= k
 
 
 def test_top3_keeps_only_three_of_five_predictions() -> None:
@@ -313,16 +304,16 @@ def test_load_predictions_missing_key(tmp_path) -> None:
     path = tmp_path / "preds.npz"
     np.savez(path, scores=np.zeros((2, 2)))
     with pytest.raises(SalglError, match=r"preds\.npz: missing key 'targets'"):
-        load_predictions(path)
+        Predictions.load(path)
 
 
 def test_load_predictions_missing_or_broken_file(tmp_path) -> None:
     with pytest.raises(SalglError, match="nope.npz: predictions file not found"):
-        load_predictions(tmp_path / "nope.npz")
+        Predictions.load(tmp_path / "nope.npz")
     broken = tmp_path / "broken.npz"
     broken.write_bytes(b"not an archive")
     with pytest.raises(SalglError, match="broken.npz: not an .npz archive"):
-        load_predictions(broken)
+        Predictions.load(broken)
 
 
 def test_metrics_from_file_round_trip(tmp_path) -> None:
@@ -331,7 +322,7 @@ def test_metrics_from_file_round_trip(tmp_path) -> None:
     ignore[5:10, 0] = 1
     path = tmp_path / "preds.npz"
     np.savez(path, scores=scores, targets=targets, ignore=ignore)
-    loaded = load_predictions(path)
-    assert loaded["scene_probs"] is None
+    loaded = Predictions.load(path)
+    assert loaded.scene_probs is None and loaded.labels is None
     assert metrics_from_file(path, threshold=0.3) == compute_metrics(scores, targets, ignore,
                                                                      threshold=0.3)

@@ -1,4 +1,4 @@
-"""Checks of salgl.plots on small synthetic predictions, training history and scene memories."""
+"""Checks of salgl.figures on small synthetic predictions, training history and scene memories."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from salgl import plots
+from salgl.figures.ap import plot_per_label_ap, read_per_label
+from salgl.figures.clouds import plot_scene_clouds
+from salgl.figures.common import grid_shape, safe_label
+from salgl.figures.curves import plot_training_curves, read_live_metrics
+from salgl.figures.heatmaps import plot_scene_heatmaps
+from salgl.figures.memory import conditional_matrix, scene_label_shares
+from salgl.figures.pr import curve_ap, pr_curves, write_pr_series
+from salgl.figures.stage import make_all_plots
+from salgl.scene_match import read_scenes_tsv, scene_matching, scene_names, true_scenes_for
 
 LABELS = ["cat", "dog", "Ankle Boot", "t-shirt", "sky"]
 SCENE_NAMES = ["summer", "autumn", "winter"]
@@ -103,7 +111,7 @@ def _is_png(path: Path) -> None:
 def test_make_all_plots_writes_every_file(tmp_path: Path, low_dpi: None) -> None:
     case = _case(tmp_path)
     out = tmp_path / "plots"
-    summary = plots.make_all_plots(
+    summary = make_all_plots(
         _write_npz(case, tmp_path / "pred.npz"), _write_per_label(tmp_path / "ap.csv"),
         case["memory"], _write_live(tmp_path / "live"), out,
         scenes_tsv=_write_scenes(tmp_path / "scenes.tsv", case), pr_labels=3, cloud_words=10)
@@ -128,7 +136,7 @@ def test_make_all_plots_without_scenes_or_history(tmp_path: Path, low_dpi: None)
     out = tmp_path / "plots"
     (out).mkdir()
     (out / "scene_7_cloud.png").write_bytes(b"stale")
-    summary = plots.make_all_plots(_write_npz(case, tmp_path / "pred.npz"), None, None,
+    summary = make_all_plots(_write_npz(case, tmp_path / "pred.npz"), None, None,
                                    tmp_path / "missing", out)  # no memory: no scene figures
     assert summary["scene_match"] is None
     assert set(summary["figures"]) == {"training_curves.png", "per_label_ap.png",
@@ -143,8 +151,8 @@ def test_pr_series_ranges_and_perfect_label(tmp_path: Path) -> None:
     from sklearn.metrics import average_precision_score
 
     case = _case(tmp_path)
-    curves = plots.pr_curves(case["scores"], case["targets"], LABELS, case["ignore"])
-    written = pd.read_csv(plots.write_pr_series(curves, tmp_path / "pr.csv"))
+    curves = pr_curves(case["scores"], case["targets"], LABELS, case["ignore"])
+    written = pd.read_csv(write_pr_series(curves, tmp_path / "pr.csv"))
     assert list(written.columns) == ["recall", "precision", "threshold", "label"]
     for _, frame in written.groupby("label", sort=False):
         recall, precision = frame["recall"].to_numpy(), frame["precision"].to_numpy()
@@ -156,29 +164,29 @@ def test_pr_series_ranges_and_perfect_label(tmp_path: Path) -> None:
     assert cat.loc[cat["recall"] == 1.0, "precision"].max() == pytest.approx(1.0)
     keep = case["ignore"][:, 4] == 0
     expected = average_precision_score(case["targets"][keep, 4], case["scores"][keep, 4])
-    assert plots.curve_ap(curves["sky"]) == pytest.approx(expected)
+    assert curve_ap(curves["sky"]) == pytest.approx(expected)
 
 
 def test_pr_curves_skip_labels_without_counted_positives() -> None:
     targets = np.array([[1, 1], [0, 0], [0, 1]], dtype=np.uint8)
     scores = np.array([[0.9, 0.2], [0.1, 0.3], [0.4, 0.8]], dtype=np.float32)
     ignore = np.array([[1, 0], [0, 0], [0, 0]], dtype=np.uint8)
-    curves = plots.pr_curves(scores, targets, ["a", "b"], ignore)
+    curves = pr_curves(scores, targets, ["a", "b"], ignore)
     assert list(curves) == ["b"]
 
 
 def test_safe_label_names() -> None:
-    assert plots.safe_label("Ankle Boot") == "ankle_boot"
-    assert plots.safe_label("t-shirt/top") == "t_shirt_top"
+    assert safe_label("Ankle Boot") == "ankle_boot"
+    assert safe_label("t-shirt/top") == "t_shirt_top"
 
 
 def test_scene_matching_permuted_and_independent() -> None:
     rng = np.random.default_rng(1)
     true = rng.integers(0, 4, 20000)
-    same = plots.scene_matching(np.array([3, 1, 0, 2])[true], true)
+    same = scene_matching(np.array([3, 1, 0, 2])[true], true)
     assert same["nmi"] == pytest.approx(1.0) and same["ari"] == pytest.approx(1.0)
     assert np.asarray(same["contingency"]).sum() == 20000
-    independent = plots.scene_matching(rng.integers(0, 4, 20000), true, ["a", "b", "c", "d"])
+    independent = scene_matching(rng.integers(0, 4, 20000), true, ["a", "b", "c", "d"])
     assert independent["nmi"] < 0.01 and abs(independent["ari"]) < 0.01
     assert independent["true_scene_names"] == ["a", "b", "c", "d"]
     table = np.asarray(independent["contingency"])
@@ -187,13 +195,13 @@ def test_scene_matching_permuted_and_independent() -> None:
 
 def test_scene_matching_nmi_of_merged_scenes() -> None:
     true = np.tile([0, 1, 2, 3], 50)
-    merged = plots.scene_matching(true // 2, true)  # I = H(learned) = 1 bit, H(true) = 2 bits
+    merged = scene_matching(true // 2, true)  # I = H(learned) = 1 bit, H(true) = 2 bits
     assert merged["nmi"] == pytest.approx(2 / 3) and merged["purity"] == pytest.approx(0.5)
     assert merged["ari"] < 0.6
 
 
 def test_scene_matching_drops_unknown_and_pads_learned_rows() -> None:
-    match = plots.scene_matching(np.array([0, 0, 1, 1]), np.array([0, -1, 1, 1]), num_learned=3)
+    match = scene_matching(np.array([0, 0, 1, 1]), np.array([0, -1, 1, 1]), num_learned=3)
     assert match["num_images"] == 3
     assert match["contingency"] == [[1, 0], [0, 2], [0, 0]]
 
@@ -203,7 +211,7 @@ def test_scene_label_shares_put_a_label_in_its_only_scene() -> None:
     memory[1, 0, 0] = 5  # label 0 only in scene 1
     memory[0, 1, 1], memory[2, 1, 1] = 1, 3  # label 1 split 1:3; label 3 never occurs
     memory[0, 2, 2] = memory[1, 2, 2] = memory[2, 2, 2] = 2
-    shares = plots.scene_label_shares(memory)
+    shares = scene_label_shares(memory)
     np.testing.assert_allclose(shares[:, 0], [0, 1, 0])
     np.testing.assert_allclose(shares[:, 1], [0.25, 0, 0.75])
     np.testing.assert_allclose(shares[:, 3], 0)
@@ -212,11 +220,11 @@ def test_scene_label_shares_put_a_label_in_its_only_scene() -> None:
 
 def test_conditional_matrix_matches_the_model() -> None:
     torch = pytest.importorskip("torch")
-    from salgl.model.salgl import conditional_probabilities
+    from salgl.model.memory import conditional_probabilities
 
     memory = np.array([[[4, 2, 0], [2, 2, 1], [0, 1, 3]], [[0, 0, 0], [0, 1, 1], [0, 1, 1]]],
                       dtype=np.float32)
-    probs = plots.conditional_matrix(memory)
+    probs = conditional_matrix(memory)
     assert probs[0, 0, 1] == pytest.approx(0.5) and probs[0, 2, 1] == pytest.approx(1 / 3)
     expected = conditional_probabilities(torch.tensor(memory), normalize=False).numpy()
     np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
@@ -225,9 +233,9 @@ def test_conditional_matrix_matches_the_model() -> None:
 def test_scene_figures_for_empty_scene_and_determinism(tmp_path: Path, low_dpi: None) -> None:
     memory = np.zeros((2, 3, 3))
     memory[0] = [[3, 1, 0], [1, 2, 0], [0, 0, 1]]
-    heat = plots.plot_scene_heatmaps(memory, ["a", "b", "c"], tmp_path / "a")
-    first = plots.plot_scene_clouds(memory, ["a", "b", "c"], tmp_path / "a")
-    again = plots.plot_scene_clouds(memory, ["a", "b", "c"], tmp_path / "b")
+    heat = plot_scene_heatmaps(memory, ["a", "b", "c"], tmp_path / "a")
+    first = plot_scene_clouds(memory, ["a", "b", "c"], tmp_path / "a")
+    again = plot_scene_clouds(memory, ["a", "b", "c"], tmp_path / "b")
     assert [p.name for p in heat] == ["scene_0_cooccurrence.png", "scene_1_cooccurrence.png"]
     assert [p.name for p in first] == ["scene_0_cloud.png", "scene_1_cloud.png"]
     for path in heat + first:
@@ -250,36 +258,36 @@ def test_true_scenes_for_relative_and_absolute_paths(tmp_path: Path,
              "/elsewhere/images/test/001.png",  # only a suffix matches
              "/elsewhere/001.png",  # basename shared by a train and a test image
              "data/images/test/999.png"]
-    np.testing.assert_array_equal(plots.true_scenes_for(paths, tsv), [2, 1, 2, -1, -1])
-    assert plots.scene_names(plots.read_scenes_tsv(tsv)) == ["summer", "autumn", "winter"]
+    np.testing.assert_array_equal(true_scenes_for(paths, tsv), [2, 1, 2, -1, -1])
+    assert scene_names(read_scenes_tsv(tsv)) == ["summer", "autumn", "winter"]
 
 
 def test_training_history_reading_and_placeholder(tmp_path: Path, low_dpi: None) -> None:
     live = _write_live(tmp_path / "live")
     with (live / "test" / "mAP.tsv").open("a", encoding="utf-8") as handle:
         handle.write("2\t0.9\n")  # a resumed run logged step 2 again: the last value wins
-    metrics = plots.read_live_metrics(live)
+    metrics = read_live_metrics(live)
     assert {"train/loss_total", "train/lr", "test/mAP", "test/best_mAP"} <= set(metrics)
     steps, values = metrics["test/mAP"]
     np.testing.assert_array_equal(steps, [0, 1, 2])
     assert values[-1] == pytest.approx(0.9)
     assert metrics["train/loss_asl"][1][1] == pytest.approx(36.0)
-    assert plots.plot_training_curves(live, tmp_path / "curves.png") is True
-    assert plots.plot_training_curves(tmp_path / "none", tmp_path / "empty.png") is False
+    assert plot_training_curves(live, tmp_path / "curves.png") is True
+    assert plot_training_curves(tmp_path / "none", tmp_path / "empty.png") is False
     _is_png(tmp_path / "curves.png")
     _is_png(tmp_path / "empty.png")
 
 
 def test_per_label_ap_reads_empty_ap_as_missing(tmp_path: Path, low_dpi: None) -> None:
-    frame = plots.read_per_label(_write_per_label(tmp_path / "ap.csv"))
+    frame = read_per_label(_write_per_label(tmp_path / "ap.csv"))
     assert frame["label"].tolist() == LABELS
     assert frame["ap"].isna().tolist() == [False, False, False, True, False]
-    _is_png(plots.plot_per_label_ap(frame, tmp_path / "ap.png"))
+    _is_png(plot_per_label_ap(frame, tmp_path / "ap.png"))
 
 
 def test_group_heatmaps_and_top_labels_from_a_model_memory(tmp_path: Path, low_dpi: None) -> None:
     from salgl.errors import SalglError
-    from salgl.plots import model_figures
+    from salgl.figures.stage import model_figures
 
     labels = ["car", "bus", "cat", "dog", "cup"]
     memory = np.zeros((2, 5, 5))
@@ -355,15 +363,15 @@ def _four_scene_memory() -> tuple[np.ndarray, list[str]]:
 
 
 def test_grid_fits_the_scene_count() -> None:
-    assert plots.grid_shape(1) == (1, 1)
-    assert plots.grid_shape(2) == (1, 2)
-    assert plots.grid_shape(3) == (1, 3)
-    assert plots.grid_shape(4) == (2, 2)
-    assert plots.grid_shape(6) == (2, 3)
-    assert plots.grid_shape(8) == (2, 4)
-    assert plots.grid_shape(9) == (3, 3)
+    assert grid_shape(1) == (1, 1)
+    assert grid_shape(2) == (1, 2)
+    assert grid_shape(3) == (1, 3)
+    assert grid_shape(4) == (2, 2)
+    assert grid_shape(6) == (2, 3)
+    assert grid_shape(8) == (2, 4)
+    assert grid_shape(9) == (3, 3)
     for count in range(1, 30):
-        rows, cols = plots.grid_shape(count)
+        rows, cols = grid_shape(count)
         assert rows * cols >= count and rows * cols - count < cols and rows <= cols
 
 
@@ -371,7 +379,7 @@ def test_group_heatmap_scale_excludes_the_diagonal() -> None:
     from salgl.figures.heatmaps import group_figure
 
     memory, labels = _four_scene_memory()
-    probs = plots.conditional_matrix(memory)
+    probs = conditional_matrix(memory)
     fig = group_figure(memory, probs, labels, [0, 1, 2, 3], "tops")
     panels = [ax for ax in fig.axes if ax.images]
     assert len(panels) == 4
@@ -393,7 +401,7 @@ def test_scene_heatmap_has_colourbar_and_honest_counts() -> None:
     from salgl.figures.heatmaps import colour_limit, scene_heatmap_figure, scene_title
 
     memory, labels = _four_scene_memory()
-    probs = plots.conditional_matrix(memory)
+    probs = conditional_matrix(memory)
     vmax = colour_limit(probs)
     assert 0.3 < vmax < 1
     title = scene_title(0, 20607)
@@ -409,7 +417,7 @@ def test_top_labels_scale_fits_and_marks_one_over_k() -> None:
     from salgl.figures.scenes import top_labels_figure
 
     memory, labels = _four_scene_memory()
-    shares = plots.scene_label_shares(memory)
+    shares = scene_label_shares(memory)
     fig = top_labels_figure(memory, labels, top=6)
     assert len(fig.axes) == 4
     assert {ax.get_subplotspec().get_geometry()[:2] for ax in fig.axes} == {(2, 2)}
@@ -454,7 +462,7 @@ def test_training_curves_find_the_selection_split(tmp_path: Path, split: str, pr
                                                   name: str) -> None:
     from matplotlib.text import Text
 
-    from salgl.figures.curves import read_live_metrics, training_figure
+    from salgl.figures.curves import training_figure
 
     live = _write_live(tmp_path / "dvclive" / "plots" / "metrics", split=split, prefix=prefix)
     fig = training_figure(read_live_metrics(live))
@@ -476,12 +484,12 @@ def test_ap_variant_is_named(tmp_path: Path) -> None:
     from salgl.figures.ap import per_label_figure
     from salgl.figures.pr import pr_figure
 
-    fig = per_label_figure(plots.read_per_label(_write_per_label(tmp_path / "ap.csv")))
+    fig = per_label_figure(read_per_label(_write_per_label(tmp_path / "ap.csv")))
     ax = fig.axes[0]
     assert "interpolated AP" in ax.get_title() and "non-interpolated" not in ax.get_title()
     assert "interpolated" in ax.get_xlabel()
     _check_readable(fig)
     case = _case(tmp_path)
-    fig = pr_figure(plots.pr_curves(case["scores"], case["targets"], LABELS, case["ignore"]), 3)
+    fig = pr_figure(pr_curves(case["scores"], case["targets"], LABELS, case["ignore"]), 3)
     assert "non-interpolated AP" in fig.axes[0].get_title()
     _check_readable(fig)

@@ -15,7 +15,8 @@ from salgl.checkpoint import load_model
 from salgl.data.prepared import load_prepared
 from salgl.errors import SalglError
 from salgl.evaluate import evaluate_model, write_evaluation
-from salgl.train import STATE_FILE, Trainer, train
+from salgl.resume import STATE_FILE
+from salgl.train import Trainer, train
 
 from conftest import LABELS, TinyRun, tiny_train_config, write_embeddings
 from fakes import make_prepared
@@ -70,7 +71,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path: Path,
     assert whole.resumed_from == 0
 
     calls = {"n": 0}
-    original = Trainer.evaluate_ema
+    original = Trainer.evaluate_selection
 
     def dies_in_second_epoch(self):
         calls["n"] += 1
@@ -78,13 +79,13 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path: Path,
             raise Killed()
         return original(self)
 
-    monkeypatch.setattr(Trainer, "evaluate_ema", dies_in_second_epoch)
+    monkeypatch.setattr(Trainer, "evaluate_selection", dies_in_second_epoch)
     with pytest.raises(Killed):
         train("x", cfg, data, embeddings, tmp_path / "resumed.safetensors",
               tmp_path / "state", None, progress=False)
     assert (tmp_path / "state" / STATE_FILE).exists()
     assert not (tmp_path / "resumed.safetensors").exists()
-    monkeypatch.setattr(Trainer, "evaluate_ema", original)
+    monkeypatch.setattr(Trainer, "evaluate_selection", original)
 
     resumed = train("x", cfg, data, embeddings, tmp_path / "resumed.safetensors",
                     tmp_path / "state", None, progress=False)

@@ -44,7 +44,7 @@ class Sample:
     ignored: list[str] = field(default_factory=list)
 
 
-def default_workers() -> int:
+def decode_threads() -> int:
     """Threads suffice: PIL and file reads release the GIL while decoding."""
     return max(1, min(32, cpu_cores()))
 
@@ -77,7 +77,7 @@ def check_images(paths: list[Path], workers: int | None = None,
     paths = list(paths)
     chunks = [paths[i:i + CHUNK] for i in range(0, len(paths), CHUNK)]
     problems: dict[Path, str] = {}
-    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool, \
+    with ThreadPoolExecutor(max_workers=workers or decode_threads()) as pool, \
             tqdm(total=len(paths), desc="checking images", unit="img", file=sys.stderr,
                  disable=not progress) as bar:
         for chunk, reasons in zip(chunks, pool.map(_check_chunk, chunks), strict=True):

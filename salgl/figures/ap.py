@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+    from salgl.predictions import Predictions
 
 # The `ap` column of per_label_ap.csv and salgl.metrics.average_precision's default.
 AP_VARIANT = "interpolated AP"
@@ -39,17 +41,17 @@ def read_per_label(per_label: str | Path | pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def per_label_frame(arrays: Mapping[str, np.ndarray], labels: Sequence[str]) -> pd.DataFrame:
+def per_label_frame(predictions: Predictions, labels: Sequence[str]) -> pd.DataFrame:
     """The per-label AP table computed from predictions, for when no CSV is at hand."""
     import pandas as pd
 
     from salgl.metrics import average_precision
 
-    targets, ignore = arrays["targets"], arrays.get("ignore")
+    targets, ignore = predictions.targets, predictions.ignore
     valid = np.ones(targets.shape) if ignore is None else 1 - ignore
     positives = (targets * valid).sum(0)
     return pd.DataFrame({"label": list(labels),
-                         "ap": average_precision(arrays["scores"], targets, ignore),
+                         "ap": average_precision(predictions.scores, targets, ignore),
                          "positives": positives,
                          "prevalence": positives / np.maximum(valid.sum(0), 1)})
 

@@ -1,0 +1,192 @@
+"""The resume state of a training run: its file format and the save / resume / finish steps.
+
+After every epoch the whole training state (model, EMA, the selected epoch's weights,
+optimiser, scheduler, counters) goes to ``STATE_DIR/last.safetensors`` under a fingerprint of
+the settings and data; a rerun with the same fingerprint continues from the next epoch. Tensors
+are stored with safetensors and everything else as JSON metadata, so nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from salgl.atomic import atomic_path
+from salgl.checkpoint import contiguous_copy
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "last.safetensors"
+LIVE_STAGING = "live"  # DVCLive logs here, published to the live folder after each epoch
+STATE_NOTE = """Resume state of the train stage. While training runs, last.safetensors here holds
+everything needed to continue from the last finished epoch, and live/ the training curves
+that are copied to dvclive/ after each epoch (both are removed when training ends and are
+never committed or pushed). This note keeps the folder, a DVC output, present in every
+clone, so `dvc status` stays clean after `dvc pull`.
+"""
+
+
+# ----------------------------------------------------------------------------- file format
+
+
+def flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimizer state dict into named tensors and JSON-able structure."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict] = {}
+    for index, entry in state["state"].items():
+        for name, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{name}"] = value
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()}
+              for g in state["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], structure: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    for index, entry in structure.get("scalars", {}).items():
+        state.setdefault(int(index), {}).update(entry)
+    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()}
+              for g in structure["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+def save_state(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Resume state: tensors in safetensors, everything else as JSON metadata."""
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file(contiguous_copy(tensors), str(tmp), metadata={"state": json.dumps(meta)})
+
+
+def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """Resume state, or None when absent or unreadable (a fresh start is then safe)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = json.loads((fh.metadata() or {})["state"])
+        return load_file(str(path)), meta
+    except Exception:
+        return None
+
+
+def prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{k}": v for k, v in state.items()}
+
+
+def unprefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    start = prefix + "."
+    return {k[len(start):]: v for k, v in state.items() if k.startswith(start)}
+
+
+@torch.no_grad()
+def match_param_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give loaded optimiser state the memory layout of its parameter.
+
+    State read from a file is contiguous, while a channels-last weight's moments were created
+    channels-last. The fused AdamW kernel then takes another code path with other rounding
+    (about 1e-5 after one epoch, growing from there), so a resumed run would drift from an
+    unbroken one. Copying each moment into a tensor laid out like its parameter keeps every
+    step bitwise the same.
+    """
+    for param, state in optimizer.state.items():
+        for name, value in state.items():
+            if (torch.is_tensor(value) and value.shape == param.shape
+                    and value.stride() != param.stride()):
+                state[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+
+
+# ----------------------------------------------------------------------------- the steps
+
+
+@dataclass
+class TrainingState:
+    """What a resumed run must get back, as live objects (the EMA only on rank 0)."""
+
+    model: torch.nn.Module
+    ema: Any  # salgl.ema.ModelEma | None
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    selection: Any  # salgl.selection.Selection
+
+
+class ResumeState:
+    """The resume-state folder of one run: ``prepare`` it, ``save`` after each epoch,
+    ``resume`` at start, ``finish`` when the model file is written."""
+
+    def __init__(self, state_dir: Path, fingerprint: str):
+        self.dir, self.fingerprint = Path(state_dir), fingerprint
+        self.file = self.dir / STATE_FILE
+        self.live_staging = self.dir / LIVE_STAGING
+
+    def prepare(self) -> None:
+        """The note that keeps the folder, minus temporary files a killed write left."""
+        from salgl.atomic import write_text
+
+        for leftover in self.dir.glob(".*.tmp"):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+        note = self.dir / "README.txt"
+        if not note.is_file() or note.read_text(encoding="utf-8") != STATE_NOTE:
+            write_text(note, STATE_NOTE)
+
+    def save(self, epoch: int, state: TrainingState) -> None:
+        """Everything needed to continue after ``epoch`` (rank 0 calls it: it holds the EMA)."""
+        opt_tensors, opt_structure = flatten_optimizer(state.optimizer.state_dict())
+        tensors = {**prefixed(state.model.state_dict(), "model"),
+                   **prefixed(state.ema.state_dict(), "ema"), **opt_tensors}
+        selection = state.selection
+        if selection.best_state is not None:
+            tensors.update(prefixed(selection.best_state, "best"))
+        meta = {"fingerprint": self.fingerprint, "epoch": epoch, **selection.counters(),
+                "optimizer": opt_structure, "scheduler": state.scheduler.state_dict(),
+                "scaler": state.scaler.state_dict() if state.scaler.is_enabled() else None}
+        save_state(self.file, tensors, meta)
+
+    def resume(self, state: TrainingState, device: torch.device) -> int | None:
+        """Load the saved state into ``state``; the epoch to continue from, or None when there
+        is nothing to resume (no file, an unreadable one, or another run's)."""
+        loaded = load_state(self.file)
+        if loaded is None:
+            return None
+        tensors, meta = loaded
+        if meta.get("fingerprint") != self.fingerprint:
+            log.info("resume state belongs to other settings or data; starting fresh")
+            return None
+        state.model.load_state_dict(unprefixed(tensors, "model"))
+        if state.ema is not None:
+            state.ema.load_state_dict(unprefixed(tensors, "ema"))
+        state.selection.load_counters(meta, unprefixed(tensors, "best") or None)
+        state.optimizer.load_state_dict(unflatten_optimizer(
+            {k: v.to(device) for k, v in tensors.items() if k.startswith("optimizer.")},
+            meta["optimizer"]))
+        match_param_layout(state.optimizer)
+        state.scheduler.load_state_dict(meta["scheduler"])
+        if meta.get("scaler") and state.scaler.is_enabled():
+            state.scaler.load_state_dict(meta["scaler"])
+        return meta["epoch"] + 1
+
+    def finish(self) -> None:
+        """A finished run leaves no resume state and no staged curves."""
+        self.file.unlink(missing_ok=True)
+        shutil.rmtree(self.live_staging, ignore_errors=True)
