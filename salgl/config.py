@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import yaml
 
 from salgl.errors import SalglError
+from salgl.paths import PARAMS
 
 T = TypeVar("T")
 
@@ -205,6 +206,7 @@ class TrainConfig:
 class EvaluateConfig:
     threshold: float = _f(0.5, lo=0.0, hi=1.0)
     batch_size: int = _f(256, lo=1)
+    device: str = _f("auto", choices=("auto", "cpu", "cuda"), doc="auto: CUDA when present")
 
 
 @dataclass(frozen=True)
@@ -345,7 +347,7 @@ PREPARE_CONFIGS: dict[str, type] = {"fashion_scenes": FashionScenesConfig,
                                      "nuswide": RealDatasetConfig}
 
 
-def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+def load_params(path: str | Path = PARAMS) -> dict[str, Any]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")

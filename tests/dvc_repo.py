@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from fakes import TINY_TRAIN, make_source
+from stage_deps import probe_env
 
 REPO = Path(__file__).resolve().parents[1]
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
@@ -24,11 +25,11 @@ EXP_SHOW_DROP = (r".*_top3|.*_noninterp|(CP|CR|OP|OR).*|(num|labels|baseline|sel
                  r"|.*/.*")
 
 
-def run(args: list[str], cwd: Path, check: bool = True,
-        columns: int | None = None) -> subprocess.CompletedProcess:
+def run(args: list[str], cwd: Path, check: bool = True, columns: int | None = None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, **GIT_ENV, "SALGL_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
-           "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+           "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), **(env or {})}
     if columns:
         env["COLUMNS"] = str(columns)
     result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
@@ -53,17 +54,24 @@ def copy_repository(dest: Path, ablation: bool = False) -> None:
 
 
 def tiny_params(source: Path) -> dict:
+    """The committed params.yaml's fashion_scenes settings, every one spelled out, with
+    tiny sizes."""
+    real = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+
+    def section(stage: str, **changes) -> dict:
+        return {"fashion_scenes": {**real[stage]["fashion_scenes"], **changes}}
+
     return {
         "datasets": {"fashion_scenes": str(source)},
         "official": {},
         "nproc": 1,
-        "prepare": {"fashion_scenes": {"source": str(source), "image_size": 32,
-                                       "train_images": 48, "test_images": 24, "seed": 0}},
-        "embed": {"fashion_scenes": {"source": "cooccurrence", "dim": 8, "epochs": 30}},
-        "train": {"fashion_scenes": {**TINY_TRAIN, "num_scenes": 2, "epochs": 1,
-                                     "batch_size": 16, "lr": 0.003, "ema_decay": 0.9}},
-        "evaluate": {"fashion_scenes": {"threshold": 0.5}},
-        "plots": {"fashion_scenes": {"pr_labels": 4, "cloud_words": 10}},
+        "prepare": section("prepare", source=str(source), image_size=32, train_images=48,
+                           test_images=24, seed=0),
+        "embed": section("embed", dim=8, epochs=30),
+        "train": section("train", **TINY_TRAIN, num_scenes=2, epochs=1, batch_size=16,
+                         lr=0.003, ema_decay=0.9),
+        "evaluate": section("evaluate", threshold=0.5),
+        "plots": section("plots", pr_labels=4, cloud_words=10),
     }
 
 
@@ -81,12 +89,13 @@ def build_tiny_repo(repo: Path, fmnist: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def reproduced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """One tiny repository, reproduced once and committed. test_dvc_pipeline.py's tests then
+    """One tiny repository, reproduced once (each stage command recording what it imports
+    and reads in ../stage_probe.jsonl) and committed. test_dvc_pipeline.py's tests then
     change it in file order, and its last test pushes and clones it."""
     root = tmp_path_factory.mktemp("pipeline")
     repo = root / "repo"
     params = build_tiny_repo(repo, root / "fmnist")
-    first = run(["dvc", "repro"], repo)
+    first = run(["dvc", "repro"], repo, env=probe_env(root / "stage_probe.jsonl"))
     for stage in ("prepare", "embed", "train", "evaluate", "plots"):
         assert f"Running stage '{stage}@fashion_scenes'" in first.stdout
     second = run(["dvc", "repro"], repo)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -21,6 +22,7 @@ import pytest
 import yaml
 
 from dvc_repo import EXP_SHOW_DROP, run
+from stage_deps import covered, imported_by_stage, undeclared
 
 
 @pytest.mark.slow
@@ -86,6 +88,62 @@ def test_a_changed_setting_reruns_its_stages(reproduced: tuple[Path, dict]) -> N
     columns = header.split()
     assert columns[:3] == ["Experiment", "Created", "mAP"], header  # test mAP leads
     assert "train.fashion_scenes.lr" in header and "num_images" not in header
+
+
+@pytest.mark.slow
+def test_dvc_status_lists_every_stage_whose_code_changed(reproduced: tuple[Path, dict]) -> None:
+    """Each stage declares every file of ours it imported or read during the tiny repro;
+    then, through the real `dvc status`: a comment appended to every imported salgl file is
+    seen by each stage that imports it, a figure module only by plots, a code default of
+    config.py by every stage, and `dvc params diff` shows a spelled-out training setting."""
+    repo, _ = reproduced
+    assert "Running stage" not in run(["dvc", "repro"], repo).stdout
+    probe = repo.parent / "stage_probe.jsonl"
+    assert undeclared(repo, probe) == {}
+    imported = imported_by_stage(repo, probe)
+    assert set(imported) == {f"{s}@fashion_scenes"
+                             for s in ("prepare", "embed", "train", "evaluate", "plots")}
+    assert "salgl/metrics.py" in imported["train@fashion_scenes"]  # selection uses it
+    assert not any(f.startswith("salgl/figures/") for f in imported["train@fashion_scenes"])
+
+    def status_after(edits: dict[str, str]) -> dict:
+        kept = {name: (repo / name).read_bytes() for name in edits}
+        try:
+            for name, (old, new) in edits.items():  # old "": append new
+                text = (repo / name).read_text(encoding="utf-8")
+                assert old in text, (name, old)
+                text = text.replace(old, new, 1) if old else text + new
+                (repo / name).write_text(text, encoding="utf-8")
+            return json.loads(run(["dvc", "status", "--json"], repo).stdout or "{}")
+        finally:
+            for name, data in kept.items():
+                (repo / name).write_bytes(data)
+
+    every = sorted(set().union(*imported.values()))
+    stale = status_after({name: ("", "# touched\n") for name in every})
+    for stage, files in imported.items():
+        changed = [repo / dep for entry in stale.get(stage, [])
+                   for dep in entry.get("changed deps", {})]
+        for name in files:
+            assert covered(repo / name, changed), f"{stage}: dvc status misses {name}"
+
+    figure = {"salgl/figures/pr.py": ("", "# touched\n")}
+    assert set(status_after(figure)) == {"plots@fashion_scenes"}
+    default = {"salgl/config.py": ("gamma_neg: float = _f(2.0", "gamma_neg: float = _f(4.0")}
+    assert set(status_after(default)) == set(imported)
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], repo).stdout
+
+    params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
+    assert params["train"]["fashion_scenes"]["gamma_neg"] == 2.0
+    changed = yaml.safe_load(yaml.safe_dump(params))
+    changed["train"]["fashion_scenes"]["gamma_neg"] = 4.0
+    original = (repo / "params.yaml").read_bytes()
+    (repo / "params.yaml").write_text(yaml.safe_dump(changed), encoding="utf-8")
+    try:
+        diff = run(["dvc", "params", "diff"], repo).stdout
+        assert re.search(r"train\.fashion_scenes\.gamma_neg\s+2\.0\s+4\.0", diff), diff
+    finally:
+        (repo / "params.yaml").write_bytes(original)
 
 
 # ------------------------------------------------------------------ sharing weights
