@@ -1,8 +1,10 @@
 """Write outputs under a temporary name and rename, so a failure never leaves half a file.
 
-The temporary sibling gets the permissions an ordinary new file would get under the process
-umask (``mkstemp`` alone makes files 0600 and folders 0700, which colleagues on a shared
-server could not read). A write that fails for a reason of the file system (disk full,
+Every output gets, just before its rename, the permissions an ordinary new file or folder
+would get under the process umask: ``mkstemp`` alone makes files 0600 and folders 0700, and
+some libraries (safetensors) replace the file they are given with one of their own, also
+0600, which colleagues on a shared server could not read. This is the one place that
+decides an output's mode. A write that fails for a reason of the file system (disk full,
 permission denied, read-only folder) becomes one SalglError naming the path; the earlier
 output stays as it was.
 """
@@ -77,6 +79,21 @@ def _make_parent(path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
 
 
+def give_umask_mode(path: Path) -> None:
+    """The mode a plain ``open()`` or ``mkdir()`` would have given ``path`` (and, for a
+    folder, everything in it): 0666 or 0777 less the umask."""
+    umask = current_umask()
+    if path.is_dir() and not path.is_symlink():
+        for top, _, files in os.walk(path):
+            os.chmod(top, 0o777 & ~umask)
+            for name in files:
+                file = os.path.join(top, name)
+                if not os.path.islink(file):
+                    os.chmod(file, 0o666 & ~umask)
+    elif path.is_file() and not path.is_symlink():
+        os.chmod(path, 0o666 & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; rename it onto ``path`` only if the block succeeds."""
@@ -84,12 +101,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     _make_parent(path)
     with refused_writes(path):
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.fchmod(fd, 0o666 & ~current_umask())
         os.close(fd)
     tmp_path = Path(tmp)
     try:
         with refused_writes(path):
             yield tmp_path
+            give_umask_mode(tmp_path)
             os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -103,10 +120,10 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     _make_parent(path)
     with refused_writes(path):
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-        tmp.chmod(0o777 & ~current_umask())
     try:
         with refused_writes(path):
             yield tmp
+            give_umask_mode(tmp)
             if path.exists():
                 # Two renames: the old folder is gone only once the new one is in place.
                 old = tmp.with_name(tmp.name[:-len(".tmp")] + ".old")
