@@ -1,0 +1,29 @@
+"""The README's numbers for the default run are the committed metrics files, as that run
+wrote them."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from dvc_repo import REPO
+
+
+def test_default_run_table_quotes_the_committed_metrics() -> None:
+    metrics = json.loads((REPO / "metrics/fashion_scenes.json").read_text(encoding="utf-8"))
+    scenes = json.loads((REPO / "metrics/fashion_scenes_scenes.json").read_text())
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### What the default run gives"):]
+    section = section[:section.index("\n## ")]
+    row = next(line for line in section.splitlines() if line.startswith("| SALGL, default"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == f"{metrics['val_mAP']:.3f}"
+    assert cells[2] == f"{metrics['mAP']:.3f}"
+    assert cells[3] == f"{metrics['CF1']:.3f} / {metrics['OF1']:.3f}"
+    assert cells[4] == f"{metrics['CF1_calibrated']:.3f} / {metrics['OF1_calibrated']:.3f}"
+    assert f"epoch {metrics['selected_epoch']} selected" in cells[0]
+    prior = next(line for line in section.splitlines() if line.startswith("| label-prior"))
+    assert f"| {metrics['baseline_label_prior_mAP']:.3f} |" in prior
+    assert f"Normalised mutual information is {scenes['scene_nmi']:.3f}" in section
+    entropy = re.search(r"scene entropy (\d\.\d{3}) nats", section)
+    assert entropy and entropy.group(1) == f"{metrics['scene_entropy']:.3f}"
