@@ -1,6 +1,6 @@
 """Several processes per node under torchrun: launch checks, process group, global gathers.
 
-The train stage runs ``python stages/train.py DATASET --nproc N``. With N > 1 it checks the
+The train stage runs ``python stages/train.py DATASET --processes N``. With N > 1 it checks the
 request here (before any process starts) and re-executes itself under
 ``torch.distributed.run``; each process then finds RANK/WORLD_SIZE in its environment.
 """
@@ -111,5 +111,5 @@ def gather_predictions(scores: torch.Tensor, indices: torch.Tensor, total: int,
 
 def barrier() -> None:
     """Wait for every process (nothing to wait for in a single-process run)."""
-    if dist.is_available() and dist.is_initialized():
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()

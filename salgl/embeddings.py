@@ -9,6 +9,7 @@ vectors even with no word vectors at hand. It is deterministic for a seed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,11 +19,42 @@ from salgl.config import EmbedConfig
 from salgl.errors import SalglError
 
 
+def _kind(ch: str) -> str:
+    if ch.isdigit():
+        return "digit"
+    if ch.isupper():
+        return "upper"
+    if ch.isalpha():
+        return "lower"  # lower case and letters without case
+    return "other"
+
+
+def embeddable_name(label: str) -> str:
+    """A label name as lower-case words, so word vectors can be looked up for it.
+
+    ``_``, ``-``, ``/`` and whitespace separate words; so do camelCase humps
+    (``trafficLight``), the end of an acronym (``HTTPServer`` -> "http server") and the
+    boundary between letters and digits (``Route66`` -> "route 66", ``4wd`` -> "4 wd"). Other
+    characters (apostrophes, dots) are kept. A name with no word left stays as it is, lowered.
+    """
+    text = re.sub(r"[_\-/\s]+", " ", label)
+    out: list[str] = []
+    for i, ch in enumerate(text):
+        if i and ch != " " and out[-1] != " ":
+            prev, cur = _kind(text[i - 1]), _kind(ch)
+            nxt = _kind(text[i + 1]) if i + 1 < len(text) else "other"
+            if ((prev == "lower" and cur == "upper")
+                    or (prev == "upper" and cur == "upper" and nxt == "lower")
+                    or ({prev, cur} == {"digit", "lower"} or {prev, cur} == {"digit", "upper"})):
+                out.append(" ")
+        out.append(ch)
+    words = " ".join("".join(out).lower().split())
+    return words or label.strip().lower()
+
+
 def label_words(label: str, word_map: dict) -> list[str]:
     """Words whose vectors average into the label's: multi-word, hyphenated, snake_case and
     CamelCase names split (``traffic_light`` and ``TrafficLight`` read "traffic light")."""
-    from salgl.data.formats.collection import embeddable_name
-
     mapped = word_map.get(label, label)
     text = " ".join(mapped) if isinstance(mapped, list) else str(mapped)
     return embeddable_name(text).split()

@@ -8,7 +8,6 @@ sigmoid ``scores``, 0/1 ``targets`` and an optional 0/1 ``ignore`` mask where
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,6 @@ from salgl.errors import SalglError
 EPS = float(np.finfo(np.float64).eps)
 TOPK = 3
 METRIC_KEYS = ("CP", "CR", "CF1", "OP", "OR", "OF1")
-# What a damaged or foreign file can raise from np.load / NpzFile.__getitem__.
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -254,15 +252,3 @@ def compute_metrics(scores: Any, targets: Any, ignore: Any = None, threshold: fl
                 "labels_without_positives": plain["labels_without_positives"],
                 "labels_without_predictions": plain["labels_without_predictions"]})
     return out
-
-
-def metrics_from_file(path: str | Path, threshold: float = 0.5) -> dict[str, Any]:
-    """Metrics of a saved predictions file (what the CLI's evaluate step reports)."""
-    from salgl.predictions import Predictions
-
-    data = Predictions.load(path)
-    try:
-        return compute_metrics(data.scores, data.targets, data.ignore, threshold,
-                               data.scene_probs)
-    except SalglError as exc:
-        raise SalglError(f"{path}: {exc}") from exc

@@ -10,7 +10,8 @@ pickled) of one test split's scores with what is needed to read them on another 
 - ``paths`` (N,) str: image paths as the prepared lists show them (optional)
 - ``ignore`` (N, C) uint8: 1 where a pair is unannotated and left out of every metric (optional)
 
-Only numpy and the standard library are imported here, so `salgl metrics` starts fast.
+Only numpy and the standard library are imported here (and salgl.metrics by
+``metrics_from_file``), so `salgl metrics` starts fast.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -100,3 +102,15 @@ def _read_key(data, key: str, path: Path, required: bool) -> np.ndarray | None:
         return data[key]
     except _READ_ERRORS as exc:
         raise SalglError(f"{path}: cannot read key '{key}' ({exc})") from exc
+
+
+def metrics_from_file(path: str | Path, threshold: float = 0.5) -> dict[str, Any]:
+    """Metrics of a saved predictions file (what the CLI's evaluate step reports)."""
+    from salgl.metrics import compute_metrics
+
+    data = Predictions.load(path)
+    try:
+        return compute_metrics(data.scores, data.targets, data.ignore, threshold,
+                               data.scene_probs)
+    except SalglError as exc:
+        raise SalglError(f"{path}: {exc}") from exc

@@ -7,10 +7,12 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
-
-import torch
+from typing import TYPE_CHECKING
 
 from salgl.errors import SalglError
+
+if TYPE_CHECKING:  # torch is imported where it is used: checking images needs only the cores
+    import torch
 
 
 def cpu_cores() -> int:
@@ -22,6 +24,8 @@ def cpu_cores() -> int:
 
 def select_device(setting: str, key: str = "train.<dataset>.device") -> torch.device:
     """``auto``: CUDA when present; ``cuda`` without a GPU is an error naming ``key``."""
+    import torch
+
     if setting == "cuda" and not torch.cuda.is_available():
         raise SalglError(f"{key}: cuda requested but no CUDA device is present")
     if setting == "auto":
@@ -32,6 +36,8 @@ def select_device(setting: str, key: str = "train.<dataset>.device") -> torch.de
 def autocast_dtype(amp: bool, device: torch.device) -> torch.dtype | None:
     """The precision training runs in, and evaluation with it: bf16 where the GPU has it,
     else fp16, on CUDA with ``amp``; None (fp32) otherwise."""
+    import torch
+
     if not amp or device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -3,10 +3,15 @@
 A tiny `dvc repro` runs with ``probe_env`` set: every stage command then records (through
 tests/stage_probe/sitecustomize.py) the files of the modules it imported and the files it
 opened for reading. ``undeclared`` names each file of ours that a stage used but that none of
-its dependencies, outputs or params files covers."""
+its dependencies, outputs or params files covers. The tiny run takes one path through the
+code (the embedded dataset, one process); ``static_closure`` adds every module those modules
+can import on any other path (imports inside functions included), plus what the stage's own
+entry functions import, so that the real benchmarks', own data's and GloVe's code paths are
+held to the same rule."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shlex
@@ -115,3 +120,119 @@ def imported_by_stage(repo: Path, log: Path) -> dict[str, set[str]]:
                  if p.is_relative_to(repo / "salgl") and p.suffix == ".py"}
         result.setdefault(stage.name, set()).update(files)
     return result
+
+
+# ----------------------------------------------------------------------------- static imports
+
+# Modules whose imports depend on the stage: only the stage's own functions in them are
+# followed (config.py imports the backbone module only to check the train settings).
+DISPATCH = {"salgl.cli", "salgl.pipeline", "salgl.ablation.run", "salgl.config"}
+_CLI = "salgl.cli"
+ENTRY_FUNCTIONS: dict[str, list[tuple[str, str]]] = {
+    "prepare": [(_CLI, "_cmd_prepare"), ("salgl.pipeline", "run_prepare")],
+    "embed": [(_CLI, "_cmd_embed"), ("salgl.pipeline", "run_embed")],
+    "train": [(_CLI, "_cmd_train"), ("salgl.pipeline", "run_train"),
+              ("salgl.config", "TrainConfig.check")],
+    "evaluate": [(_CLI, "_cmd_evaluate"), ("salgl.pipeline", "run_evaluate")],
+    "plots": [(_CLI, "_cmd_plots"), ("salgl.pipeline", "run_plots")],
+    "evaluate-official": [(_CLI, "_cmd_evaluate_official"),
+                          ("salgl.pipeline", "run_evaluate_official")],
+    "ablation/prepare": [(_CLI, "_cmd_ablation"), (_CLI, "_ablation_prepare"),
+                         ("salgl.ablation.run", "prepare_data"),
+                         ("salgl.pipeline", "run_prepare")],
+    "ablation/embed": [(_CLI, "_cmd_ablation"), (_CLI, "_ablation_embed"),
+                       ("salgl.ablation.run", "embed_data"), ("salgl.pipeline", "run_embed")],
+    "ablation/run": [(_CLI, "_cmd_ablation"), (_CLI, "_ablation_run"),
+                     ("salgl.ablation.run", "run_cell"),
+                     ("salgl.ablation.run", "learned_scene_nmi"),
+                     ("salgl.config", "TrainConfig.check")],
+    "ablation/summary": [(_CLI, "_cmd_ablation"), (_CLI, "_ablation_summary")],
+}
+ENTRY_FUNCTIONS["ablation/run-scene-counts"] = ENTRY_FUNCTIONS["ablation/run"]
+
+
+def module_files(package: Path = PACKAGE) -> dict[str, Path]:
+    """salgl module name -> its file."""
+    files = {}
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package.parent).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return files
+
+
+def imports_in(node: ast.AST, known: set[str], importer: str) -> set[str]:
+    """The salgl modules that the import statements anywhere under ``node`` name."""
+    found = set()
+    for child in ast.walk(node):
+        if isinstance(child, ast.Import):
+            names = [alias.name for alias in child.names]
+        elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
+            names = [child.module, *(f"{child.module}.{a.name}" for a in child.names)]
+        else:
+            continue
+        found.update(n for n in names if n in known and n != importer)
+    return found
+
+
+def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    """Module -> the salgl modules it imports anywhere in its source (lazy imports included)."""
+    files = module_files(package)
+    return {name: imports_in(ast.parse(path.read_text(encoding="utf-8")), set(files), name)
+            for name, path in files.items()}
+
+
+def entry_imports(kind: str, package: Path = PACKAGE) -> set[str]:
+    """What the stage's own functions (``name`` or ``Class.name``) in the dispatching modules
+    import."""
+    files = module_files(package)
+    found = set()
+    for module, qualname in ENTRY_FUNCTIONS[kind]:
+        node: ast.AST = ast.parse(files[module].read_text(encoding="utf-8"))
+        for part in qualname.split("."):
+            node = next(n for n in ast.iter_child_nodes(node)
+                        if isinstance(n, ast.FunctionDef | ast.ClassDef) and n.name == part)
+        found |= imports_in(node, set(files), module)
+    return found
+
+
+def stage_kind(name: str) -> str:
+    """prepare@fashion_scenes -> prepare; PATH/dvc.yaml:run@x -> ablation/run."""
+    if ":" in name:
+        return "ablation/" + name.split(":", 1)[1].split("@")[0]
+    return name.split("@")[0]
+
+
+def static_closure(roots: set[str], kind: str, package: Path = PACKAGE) -> set[str]:
+    """Every module reachable from ``roots`` and the stage's entry functions, following every
+    import except those of the dispatching modules."""
+    graph = import_graph(package)
+    seen: set[str] = set()
+    todo = list(roots | entry_imports(kind, package))
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        if module not in DISPATCH:
+            todo.extend(graph[module] - seen)
+        # importing a submodule runs its packages' __init__ first
+        parts = module.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)) if
+                    ".".join(parts[:i]) in graph)
+    return seen
+
+
+def undeclared_static(repo: Path, log: Path) -> dict[str, list[str]]:
+    """As ``undeclared``, for the static closure of each stage's imported modules."""
+    files = module_files()
+    declared = declared_stages(repo)
+    missing: dict[str, list[str]] = {}
+    for name, imported in imported_by_stage(repo, log).items():
+        roots = {m for m, f in files.items()
+                 if str(repo / "salgl" / f.relative_to(PACKAGE)) in
+                 {str(repo / i) for i in imported}}
+        for module in sorted(static_closure(roots, stage_kind(name))):
+            path = repo / "salgl" / files[module].relative_to(PACKAGE)
+            if not covered(path, declared[name].deps):
+                missing.setdefault(name, []).append(str(path.relative_to(repo)))
+    return missing

@@ -12,7 +12,7 @@ import yaml
 
 from dvc_repo import REPO, copy_repository, run
 from fakes import TINY_TRAIN, make_source
-from stage_deps import covered, imported_by_stage, probe_env, undeclared
+from stage_deps import covered, imported_by_stage, probe_env, undeclared, undeclared_static
 
 
 def tiny_ablation(source: Path) -> dict:
@@ -74,6 +74,7 @@ def test_ablation_pipeline_runs_through_dvc_repro(tmp_path: Path) -> None:
     # `dvc status` sees a change to any of them; a figure of the default pipeline reruns
     # no run of the ablation, its own figure only the summary
     assert undeclared(repo, probe) == {}
+    assert undeclared_static(repo, probe) == {}
     imported = imported_by_stage(repo, probe)
     assert len(imported) == 2 * 2 + len(cells) + 1
     for figure in ("salgl/figures/heatmaps.py", "salgl/figures/stage.py"):

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from dvc_repo import EXP_SHOW_DROP, run
-from stage_deps import covered, imported_by_stage, undeclared
+from stage_deps import covered, imported_by_stage, undeclared, undeclared_static
 
 
 @pytest.mark.slow
@@ -100,6 +100,7 @@ def test_dvc_status_lists_every_stage_whose_code_changed(reproduced: tuple[Path,
     assert "Running stage" not in run(["dvc", "repro"], repo).stdout
     probe = repo.parent / "stage_probe.jsonl"
     assert undeclared(repo, probe) == {}
+    assert undeclared_static(repo, probe) == {}  # the paths the tiny run did not take
     imported = imported_by_stage(repo, probe)
     assert set(imported) == {f"{s}@fashion_scenes"
                              for s in ("prepare", "embed", "train", "evaluate", "plots")}

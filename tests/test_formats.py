@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from salgl.data.formats.coco_export import read_coco
-from salgl.data.formats.collection import Collection, check_collection, embeddable_name
+from salgl.data.formats.collection import Collection, check_collection
 from salgl.data.formats.csv_tags import read_csv_tags
 from salgl.data.formats.onehot import read_onehot
 from salgl.data.images import Sample
+from salgl.embeddings import embeddable_name
 from salgl.errors import SalglError
 
 

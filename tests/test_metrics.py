@@ -16,10 +16,9 @@ from salgl.metrics import (
     average_precision,
     check_inputs,
     compute_metrics,
-    metrics_from_file,
     scene_usage,
 )
-from salgl.predictions import Predictions
+from salgl.predictions import Predictions, metrics_from_file
 
 EXPECTED_KEYS = [
     "mAP", "mAP_noninterp",
@@ -300,14 +299,14 @@ def test_non_binary_targets_and_bad_ignore_rejected() -> None:
         compute_metrics(np.zeros((0, 3)), np.zeros((0, 3)))
 
 
-def test_load_predictions_missing_key(tmp_path) -> None:
+def test_predictions_file_missing_key(tmp_path) -> None:
     path = tmp_path / "preds.npz"
     np.savez(path, scores=np.zeros((2, 2)))
     with pytest.raises(SalglError, match=r"preds\.npz: missing key 'targets'"):
         Predictions.load(path)
 
 
-def test_load_predictions_missing_or_broken_file(tmp_path) -> None:
+def test_predictions_file_missing_or_broken(tmp_path) -> None:
     with pytest.raises(SalglError, match="nope.npz: predictions file not found"):
         Predictions.load(tmp_path / "nope.npz")
     broken = tmp_path / "broken.npz"

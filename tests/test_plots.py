@@ -218,9 +218,10 @@ def test_scene_label_shares_put_a_label_in_its_only_scene() -> None:
     np.testing.assert_allclose(shares.sum(0), [1, 1, 1, 0])
 
 
-def test_conditional_matrix_matches_the_model() -> None:
-    torch = pytest.importorskip("torch")
-    from salgl.model.memory import conditional_probabilities
+def test_conditional_matrix_matches_the_reference() -> None:
+    import torch
+
+    from salgl.model.reference import conditional_probabilities
 
     memory = np.array([[[4, 2, 0], [2, 2, 1], [0, 1, 3]], [[0, 0, 0], [0, 1, 1], [0, 1, 1]]],
                       dtype=np.float32)

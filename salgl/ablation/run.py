@@ -69,7 +69,7 @@ def run_cell(ablation: Ablation, cell: Cell, progress: bool = True) -> dict[str,
                    paths.model(cell), paths.state(cell), None, progress)
     trained = time.perf_counter() - started
     ev = evaluate_model(paths.model(cell), data, params.evaluate.threshold,
-                        params.evaluate.batch_size, params.train.device, progress)
+                        params.evaluate.batch_size, params.evaluate.device, progress)
     metrics: dict[str, Any] = {"data": cell.data, "variant": cell.variant, "seed": cell.seed}
     metrics.update({key: ev.metrics.get(key) for key in CELL_METRICS})
     scenes_tsv = paths.prepared(cell.data) / "scenes.tsv"

@@ -25,11 +25,11 @@ from salgl.atomic import atomic_dir, write_text
 from salgl.config import FashionScenesConfig, to_dict
 from salgl.data.fashion_mnist import FASHION_LABELS, locate_source, read_split
 from salgl.data.prepared import (
-    carve_validation,
     display_path,
     image_root_record,
     write_prepared,
 )
+from salgl.data.split import carve_validation
 from salgl.errors import SalglError
 
 log = logging.getLogger(__name__)

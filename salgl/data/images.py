@@ -21,11 +21,11 @@ from tqdm import tqdm
 from salgl.atomic import atomic_dir
 from salgl.data.prepared import (
     SPLITS,
-    carve_validation,
     display_path,
     image_root_record,
     write_prepared,
 )
+from salgl.data.split import carve_validation
 from salgl.errors import SalglError
 from salgl.runtime import cpu_cores
 

@@ -16,7 +16,6 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 
@@ -24,7 +23,6 @@ from salgl.atomic import atomic_path, write_json, write_text
 from salgl.errors import SalglError
 
 SPLITS = ("train", "val", "test")
-T = TypeVar("T")
 
 
 @dataclass
@@ -236,17 +234,3 @@ def load_prepared(root: str | Path, base: Path | None = None,
                            meta=meta, val=val)
 
 
-def carve_validation(entries: Sequence[T], labels_of: Sequence[Sequence[int]],
-                     num_labels: int, fraction: float, seed: int, where: str
-                     ) -> tuple[list[T], list[T]]:
-    """Split training entries into (train, val) by iterative stratification, so that every
-    label keeps its share in both; ``labels_of[i]`` are entry i's label indices."""
-    from salgl.data.split import stratified_split
-
-    if fraction <= 0:
-        return list(entries), []
-    targets = np.zeros((len(entries), num_labels), dtype=np.uint8)
-    for row, indices in enumerate(labels_of):
-        targets[row, list(indices)] = 1
-    kept, carved = stratified_split(targets, fraction, seed, where)
-    return [entries[i] for i in kept], [entries[i] for i in carved]

@@ -23,10 +23,14 @@ process.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
 
 from salgl.errors import SalglError
+
+T = TypeVar("T")
 
 __all__ = ["stratified_split", "three_way_split"]
 
@@ -285,3 +289,17 @@ class _State:
             j, _ = self.pick(back, not to_carved)
             self.move(j, not to_carved)
             skipped.clear()
+
+
+def carve_validation(entries: Sequence[T], labels_of: Sequence[Sequence[int]],
+                     num_labels: int, fraction: float, seed: int, where: str
+                     ) -> tuple[list[T], list[T]]:
+    """Split training entries into (train, val) by iterative stratification, so that every
+    label keeps its share in both; ``labels_of[i]`` are entry i's label indices."""
+    if fraction <= 0:
+        return list(entries), []
+    targets = np.zeros((len(entries), num_labels), dtype=np.uint8)
+    for row, indices in enumerate(labels_of):
+        targets[row, list(indices)] = 1
+    kept, carved = stratified_split(targets, fraction, seed, where)
+    return [entries[i] for i in kept], [entries[i] for i in carved]

@@ -10,6 +10,7 @@
 - ``stage``: every figure of the plots stage at once (``make_all_plots``, ``model_figures``).
 
 Heavy libraries (matplotlib, sklearn, wordcloud, pandas) are imported inside the functions
-that need them, and this file imports nothing, so one figure module can be used (the
-ablation's figure, ``salgl predict``'s scene names) without loading the others.
+that need them, and this file imports nothing, so one figure module can be used without
+loading the others (the ablation's figure needs only ``common``; ``memory`` loads torch and
+the model package for the model's P(j | i)).
 """

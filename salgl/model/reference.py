@@ -42,7 +42,7 @@ def update_cooccurrence(memory: torch.Tensor, scene_probs: torch.Tensor, targets
         if soft:
             memory = memory + scene_probs[b][:, None, None] * outer
         else:
-            memory[int(scene_probs[b].argmax())] += outer
+            memory[scene_probs[b].argmax()] += outer   # a tensor index: no device sync
     return memory
 
 
@@ -74,7 +74,7 @@ def scene_graphs(probs: torch.Tensor, scene_probs: torch.Tensor, soft: bool) -> 
         if soft:
             graphs.append(sum(scene_probs[b, k] * probs[k] for k in range(probs.shape[0])))
         else:
-            graphs.append(probs[int(scene_probs[b].argmax())])
+            graphs.append(probs[scene_probs[b].argmax()])
     return torch.stack(graphs)
 
 

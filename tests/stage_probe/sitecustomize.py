@@ -12,7 +12,7 @@ _LOG = os.environ.get("SALGL_STAGE_PROBE")
 
 if _LOG:
     _PID = os.getpid()
-    _READ_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+    _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
     _opened: set[str] = set()
 
     def _audit(event: str, args: tuple) -> None:
@@ -20,7 +20,7 @@ if _LOG:
             return
         path, mode, flags = args
         writing = (any(c in mode for c in "wax+") if isinstance(mode, str)
-                   else bool((flags or 0) & _READ_FLAGS))
+                   else bool((flags or 0) & _WRITE_FLAGS))
         if not writing:
             _opened.add(os.path.abspath(path))
 

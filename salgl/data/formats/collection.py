@@ -8,7 +8,6 @@ preparing and image decoding lets each be tested on tiny inputs and reused by th
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 
 from salgl.data.images import Sample
@@ -40,39 +39,6 @@ class Collection:
 def split_name(value: str) -> str | None:
     """train/val/test for a split name as users write it (any case, "valid", "validation")."""
     return SPLIT_ALIASES.get(value.strip().lower())
-
-
-def _kind(ch: str) -> str:
-    if ch.isdigit():
-        return "digit"
-    if ch.isupper():
-        return "upper"
-    if ch.isalpha():
-        return "lower"  # lower case and letters without case
-    return "other"
-
-
-def embeddable_name(label: str) -> str:
-    """A label name as lower-case words, so word vectors can be looked up for it.
-
-    ``_``, ``-``, ``/`` and whitespace separate words; so do camelCase humps
-    (``trafficLight``), the end of an acronym (``HTTPServer`` -> "http server") and the
-    boundary between letters and digits (``Route66`` -> "route 66", ``4wd`` -> "4 wd"). Other
-    characters (apostrophes, dots) are kept. A name with no word left stays as it is, lowered.
-    """
-    text = re.sub(r"[_\-/\s]+", " ", label)
-    out: list[str] = []
-    for i, ch in enumerate(text):
-        if i and ch != " " and out[-1] != " ":
-            prev, cur = _kind(text[i - 1]), _kind(ch)
-            nxt = _kind(text[i + 1]) if i + 1 < len(text) else "other"
-            if ((prev == "lower" and cur == "upper")
-                    or (prev == "upper" and cur == "upper" and nxt == "lower")
-                    or ({prev, cur} == {"digit", "lower"} or {prev, cur} == {"digit", "upper"})):
-                out.append(" ")
-        out.append(ch)
-    words = " ".join("".join(out).lower().split())
-    return words or label.strip().lower()
 
 
 def _split_keys_problem(keys: list[str]) -> str | None:
