@@ -24,6 +24,7 @@ Pipeline stages (what `dvc repro` runs, one per dataset, settings from params.ya
   prepare -> embed -> train -> evaluate -> plots
 Other tools: predict (label your own images), info (what a model file holds), metrics
 (score a predictions file), export (ONNX), import-official (released checkpoints),
+headroom (what scene awareness could gain on the embedded data, before any training),
 ablation (the stages of the scene-awareness ablation, experiments/ablation).
 Run `salgl COMMAND --help` for each command's options."""
 
@@ -190,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=Path, help="a model.safetensors written by salgl")
     p.add_argument("--json", action="store_true", help="print the card as JSON")
 
+    _headroom_parser(sub)
+
     p = sub.add_parser("metrics", help="Compute the evaluation metrics of a predictions file.",
                        description="Print the evaluation metrics (docs/contract/method.md) "
                        "as JSON for an .npz holding "
@@ -199,6 +202,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5)
     _ablation_parser(sub)
     return parser
+
+
+HEADROOM_HELP = """\
+Before training: the Bayes-optimal test mAP of three label models on an embedded
+(fashion_scenes) dataset, computed from the generator's exact distribution of label sets and
+backgrounds and a model of visual evidence (each label's evidence is SIGNAL * label + unit
+Gaussian noise):
+  independent  each label alone, with its frequency
+  pairwise     the best model of every label, label-pair and (label, background) statistic
+  scenes       the true scene mixture, given the background
+headroom = scenes - pairwise: what knowing the scenes could add to a global label graph plus
+the background (salgl/headroom.py; docs/results.md). Prints one JSON object."""
+
+
+def _headroom_parser(sub) -> None:
+    p = sub.add_parser("headroom", help="What scene awareness could gain on an embedded "
+                       "dataset, before any training.", description=HEADROOM_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dataset", nargs="?", default="fashion_scenes",
+                   help="a dataset whose prepare settings are fashion_scenes' (default "
+                   "fashion_scenes)")
+    p.add_argument("--params", type=Path, default=PARAMS,
+                   help=f"params file to read its prepare settings from (default: {PARAMS})")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a prepare setting, e.g. --set scene_purity=0 (repeatable)")
+    evidence = p.add_mutually_exclusive_group(required=True)
+    evidence.add_argument("--target-map", type=float, metavar="MAP",
+                          help="fit the signal so that the independent model reaches this "
+                          "test mAP (e.g. the plain backbone's measured one)")
+    evidence.add_argument("--signal", type=float, help="the evidence signal itself (>= 0)")
+    p.add_argument("--images", type=int, default=20000,
+                   help="simulated test images (default 20000; 100 to 200000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated images")
+    p.add_argument("--out", type=Path, help="also write the JSON to this file")
 
 
 ABLATION_HELP = """\
@@ -335,33 +372,83 @@ def _cmd_info(args):
 def _cmd_metrics(args):
     import json
 
-    from salgl.metrics import metrics_from_file
+    from salgl.predictions import metrics_from_file
 
     print(json.dumps(metrics_from_file(args.predictions, args.threshold), indent=2))
 
 
+def _cmd_headroom(args):
+    import json
+
+    from salgl.config import FashionScenesConfig
+    from salgl.headroom import fashion_scenes_distribution, headroom
+
+    if not 100 <= args.images <= 200_000:
+        raise SalglError(f"--images: {args.images} is outside 100 to 200000")
+    if args.target_map is not None and not 0.0 < args.target_map < 1.0:
+        raise SalglError(f"--target-map: {args.target_map} is not between 0 and 1")
+    if args.signal is not None and not 0.0 <= args.signal <= 50.0:
+        raise SalglError(f"--signal: {args.signal} is outside 0 to 50")
+    cfg = _dataset_params(args, "prepare").prepare
+    if not isinstance(cfg, FashionScenesConfig):
+        raise SalglError(f"prepare.{args.dataset}: headroom needs an embedded dataset (the "
+                         "fashion_scenes generator); its distribution is known exactly")
+    result = headroom(fashion_scenes_distribution(cfg), args.signal, args.target_map,
+                      args.images, args.seed)
+    result = {"dataset": args.dataset, **result}
+    log.info("%s: Bayes-optimal test mAP: independent %.3f, pairwise + background %.3f, "
+             "scenes + background %.3f; headroom %.4f +- %.4f (signal %.3f, %d images)",
+             args.dataset, result["mAP_independent"], result["mAP_pairwise"],
+             result["mAP_scenes"], result["headroom"], result["headroom_se"],
+             result["signal"], args.images)
+    text = json.dumps(result, indent=2)
+    if args.out:
+        from salgl.atomic import write_text
+
+        write_text(args.out, text + "\n")
+    print(text)
+
+
+def _ablation_prepare(ablation, args) -> None:
+    from salgl.ablation.run import prepare_data
+
+    prepare_data(ablation, args.data, args.raw)
+
+
+def _ablation_embed(ablation, args) -> None:
+    from salgl.ablation.run import embed_data
+
+    embed_data(ablation, args.data)
+
+
+def _ablation_run(ablation, args) -> None:
+    from salgl.ablation.design import Cell
+    from salgl.ablation.run import run_cell
+
+    run_cell(ablation, Cell(args.data, args.variant, args.seed))
+
+
+def _ablation_summary(ablation, args) -> None:
+    from salgl.ablation.summary import summarise
+
+    summarise(ablation)
+
+
+ABLATION_ACTIONS = {"prepare": _ablation_prepare, "embed": _ablation_embed,
+                    "run": _ablation_run, "summary": _ablation_summary}
+
+
 def _cmd_ablation(args):
-    from salgl.ablation.design import Cell, load_ablation
-    from salgl.ablation.run import embed_data, prepare_data, run_cell
+    from salgl.ablation.design import load_ablation
 
-    ablation = load_ablation(args.params)
-    if args.action == "prepare":
-        prepare_data(ablation, args.data, args.raw)
-    elif args.action == "embed":
-        embed_data(ablation, args.data)
-    elif args.action == "run":
-        run_cell(ablation, Cell(args.data, args.variant, args.seed))
-    else:
-        from salgl.ablation.summary import summarise
-
-        summarise(ablation)
+    ABLATION_ACTIONS[args.action](load_ablation(args.params), args)
 
 
 COMMANDS = {"prepare": _cmd_prepare, "embed": _cmd_embed, "train": _cmd_train,
             "evaluate": _cmd_evaluate, "plots": _cmd_plots, "predict": _cmd_predict,
             "metrics": _cmd_metrics, "info": _cmd_info, "import-official": _cmd_import_official,
             "evaluate-official": _cmd_evaluate_official, "export": _cmd_export,
-            "ablation": _cmd_ablation}
+            "headroom": _cmd_headroom, "ablation": _cmd_ablation}
 
 
 def one_line(error: BaseException) -> str:
