@@ -44,6 +44,10 @@ class FashionScenesConfig:
     items_min: int = _f(2, lo=1, hi=8)
     items_max: int = _f(4, lo=1, hi=8)
     num_scenes: int = _f(4, lo=1, hi=32)
+    structure: str = _f("favoured", choices=("favoured", "latin_matchings"),
+                        doc="favoured: each scene favours a top, a shoe and other items; "
+                        "latin_matchings: the positive control, four scenes that pair four "
+                        "tops with four partners in four different ways (items_min/max unused)")
     scene_purity: float = _f(0.85, lo=0.0, hi=1.0,
                              doc="0 = labels independent of the scene (the control)")
     background_match: float = _f(0.6, lo=0.0, hi=1.0,
@@ -58,6 +62,10 @@ class FashionScenesConfig:
         if self.items_min > self.items_max:
             raise SalglError(f"{where}.items_min ({self.items_min}) is larger than "
                              f"{where}.items_max ({self.items_max})")
+        if self.structure == "latin_matchings" and self.num_scenes != 4:
+            raise SalglError(f"{where}.num_scenes: the latin_matchings structure has exactly 4 "
+                             f"scenes (one per way of pairing the four tops), got "
+                             f"{self.num_scenes}")
 
 
 @dataclass(frozen=True)

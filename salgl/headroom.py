@@ -86,6 +86,10 @@ def fashion_scenes_distribution(cfg) -> LabelDistribution:
     from salgl.data.fashion_mnist import FASHION_LABELS
     from salgl.data.fashion_scenes import MAX_ITEMS, scene_distributions
 
+    if cfg.structure == "latin_matchings":
+        from salgl.data.fashion_scenes import DISTRACTOR
+
+        return latin_matchings_distribution(cfg.scene_purity, cfg.background_match, DISTRACTOR)
     k = cfg.num_scenes
     counts = [min(n, MAX_ITEMS) for n in range(cfg.items_min, cfg.items_max + 1)]
     sizes = range(min(counts), max(counts) + 1)
@@ -239,7 +243,8 @@ def headroom(dist: LabelDistribution, signal: float | None = None,
 
 def latin_matchings_distribution(purity: float, background_match: float,
                                  distractor: float = 0.5) -> LabelDistribution:
-    """The positive control's exact distribution (docs/results.md, second edition).
+    """The positive control's exact distribution (``structure: latin_matchings`` of
+    salgl.data.fashion_scenes; docs/results.md).
 
     Four scenes are the four cyclic matchings of the four tops (t-shirt, pullover, coat,
     shirt) with four partners (sandal, sneaker, ankle boot, bag): scene s pairs top i with
@@ -250,12 +255,11 @@ def latin_matchings_distribution(purity: float, background_match: float,
     with which top, given the other pair, tells the scenes apart.
     """
     from salgl.data.fashion_mnist import FASHION_LABELS
+    from salgl.data.fashion_scenes import DISTRACTORS, MATCH_PARTNERS, MATCH_TOPS
 
-    index = {name: i for i, name in enumerate(FASHION_LABELS)}
-    tops = [index[n] for n in ("t-shirt", "pullover", "coat", "shirt")]
-    partners = [index[n] for n in ("sandal", "sneaker", "ankle boot", "bag")]
-    extras = [(None, 1.0 - distractor), (index["trouser"], distractor / 2),
-              (index["dress"], distractor / 2)]
+    tops, partners = MATCH_TOPS, MATCH_PARTNERS
+    extras = [(None, 1.0 - distractor),
+              *((d, distractor / len(DISTRACTORS)) for d in DISTRACTORS)]
     num_labels, scenes = len(FASHION_LABELS), 4
     probs: dict[tuple[int, ...], np.ndarray] = {}
     for s in range(scenes):

@@ -138,7 +138,42 @@ def test_positive_control_design_has_headroom_only_with_pure_scenes() -> None:
     assert np.allclose(mixed, mixed[0, 0])                        # overall: every pair alike
     assert not np.allclose(per_scene_pairs[0][np.ix_(tops, partners)],
                            per_scene_pairs[1][np.ix_(tops, partners)])  # per scene: not
-    gain = headroom(pure, signal=0.945, images=8000)
+    gain = headroom(pure, signal=0.945)
     assert gain["headroom"] > 0.03 > 5 * gain["headroom_se"]
+    row = (f"| positive control, purity 0.9, background always its scene's | 0.945 | "
+           f"{gain['mAP_independent']:.3f} | {gain['mAP_pairwise']:.3f} | "
+           f"{gain['mAP_scenes']:.3f} | {gain['headroom']:.4f} ± {gain['headroom_se']:.4f} |")
+    assert row in (REPO / "docs/results.md").read_text(encoding="utf-8")
     none = headroom(latin_matchings_distribution(0.0, 1.0), signal=0.945, images=8000)
     assert none["headroom"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_generator_draws_the_positive_control_it_is_computed_for() -> None:
+    """structure: latin_matchings in the generator against its exact distribution."""
+    from salgl.data.fashion_scenes import plan_image
+
+    cfg = FashionScenesConfig(num_scenes=4, structure="latin_matchings", scene_purity=0.9,
+                              background_match=0.6)
+    dist = fashion_scenes_distribution(cfg)
+    rng = np.random.default_rng(1)
+    n = 20000
+    seen: dict[tuple, int] = {}
+    for _ in range(n):
+        plan = plan_image(cfg, "train", np.zeros((4, 10)), [np.array([0])] * 10, rng)
+        key = (tuple(plan.labels), plan.style_scene)
+        seen[key] = seen.get(key, 0) + 1
+    rows = {tuple(np.flatnonzero(c)): m for m, c in enumerate(dist.configs)}
+    observed = np.zeros_like(dist.joint)
+    for (labels, background), count in seen.items():
+        observed[rows[labels], background] += count  # a set outside the support fails here
+    expected = dist.joint * n
+    assert np.abs(observed - expected).max() < 5 * np.sqrt(expected.max()) + 5
+
+
+def test_latin_matchings_needs_four_scenes() -> None:
+    from salgl.config import parse
+
+    with pytest.raises(SalglError, match=r"prepare.x.num_scenes: the latin_matchings structure "
+                                         r"has exactly 4 scenes"):
+        parse(FashionScenesConfig, {"structure": "latin_matchings", "num_scenes": 3},
+              "prepare.x")

@@ -39,6 +39,12 @@ TOPS = [_L["t-shirt"], _L["pullover"], _L["coat"], _L["shirt"]]
 SHOES = [_L["sandal"], _L["sneaker"], _L["ankle boot"]]
 OTHERS = [_L["trouser"], _L["dress"], _L["bag"]]
 SCENE_NAMES = ("summer", "autumn", "winter", "office")
+# The positive control (structure: latin_matchings): scene s pairs MATCH_TOPS[i] with
+# MATCH_PARTNERS[(i + s) % 4]; trouser or dress joins an image with probability DISTRACTOR.
+MATCH_TOPS = TOPS
+MATCH_PARTNERS = [_L["sandal"], _L["sneaker"], _L["ankle boot"], _L["bag"]]
+DISTRACTORS = [_L["trouser"], _L["dress"]]
+DISTRACTOR = 0.5
 FAVOURED_WEIGHT = 1.0
 OTHER_WEIGHT = 0.04
 MAX_ITEMS = 10
@@ -150,15 +156,31 @@ def _class_pools(labels: np.ndarray, split: str, folder: Path) -> list[np.ndarra
     return pools
 
 
+def matched_classes(scene: int, purity: float, rng: np.random.Generator) -> list[int]:
+    """The positive control's classes: two distinct tops, each with its scene's partner (with
+    probability ``purity``, else a partner drawn uniformly), maybe one distractor."""
+    tops = [int(t) for t in rng.choice(len(MATCH_TOPS), size=2, replace=False)]
+    partners = [(t + scene) % 4 if rng.random() < purity else int(rng.integers(4))
+                for t in tops]
+    classes = [MATCH_TOPS[t] for t in tops]
+    classes += list(dict.fromkeys(MATCH_PARTNERS[p] for p in partners))
+    if rng.random() < DISTRACTOR:
+        classes.append(DISTRACTORS[int(rng.integers(len(DISTRACTORS)))])
+    return classes
+
+
 def plan_image(cfg: FashionScenesConfig, split: str, dists: np.ndarray,
                pools: Sequence[np.ndarray], rng: np.random.Generator) -> ImagePlan:
     """Draw a scene, its background style and the items (distinct classes, so they co-occur)."""
     scene = int(rng.integers(cfg.num_scenes))
     match = rng.random() < cfg.background_match
     style_scene = scene if match else int(rng.integers(cfg.num_scenes))
-    count = min(int(rng.integers(cfg.items_min, cfg.items_max + 1)), MAX_ITEMS)
-    classes = [int(c) for c in rng.choice(len(FASHION_LABELS), size=count, replace=False,
-                                          p=dists[scene])]
+    if cfg.structure == "latin_matchings":
+        classes = matched_classes(scene, cfg.scene_purity, rng)
+    else:
+        count = min(int(rng.integers(cfg.items_min, cfg.items_max + 1)), MAX_ITEMS)
+        classes = [int(c) for c in rng.choice(len(FASHION_LABELS), size=count, replace=False,
+                                              p=dists[scene])]
     items = [int(pools[c][rng.integers(len(pools[c]))]) for c in classes]
     return ImagePlan(split=split, scene=scene, style_scene=style_scene, items=items,
                      classes=classes)
@@ -263,6 +285,11 @@ def _split_counts(done: list[tuple[ImagePlan, str]], num_scenes: int) -> dict:
 
 
 def _scene_meta(cfg: FashionScenesConfig) -> list[dict]:
+    if cfg.structure == "latin_matchings":
+        return [{"index": k, "name": scene_name(k),
+                 "pairs": {FASHION_LABELS[t]: FASHION_LABELS[MATCH_PARTNERS[(i + k) % 4]]
+                           for i, t in enumerate(MATCH_TOPS)},
+                 "style": to_dict(scene_style(k))} for k in range(cfg.num_scenes)]
     dists = scene_distributions(cfg.num_scenes, cfg.scene_purity)
     return [{
         "index": k,
