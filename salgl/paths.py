@@ -15,6 +15,7 @@ class Cell(Protocol):
 
     name: str
 
+
 PARAMS = Path("params.yaml")
 ABLATION_PARAMS = Path("experiments/ablation/params.yaml")
 

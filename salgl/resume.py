@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from salgl.atomic import atomic_path
+from salgl.atomic import atomic_path, write_text
 from salgl.checkpoint import contiguous_copy
 
 log = logging.getLogger(__name__)
@@ -139,8 +139,6 @@ class ResumeState:
 
     def prepare(self) -> None:
         """The note that keeps the folder, minus temporary files a killed write left."""
-        from salgl.atomic import write_text
-
         for leftover in self.dir.glob(".*.tmp"):
             if leftover.is_dir():
                 shutil.rmtree(leftover, ignore_errors=True)

@@ -12,9 +12,11 @@ held to the same rule."""
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import os
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,12 +99,18 @@ def covered(path: Path, roots: list[Path]) -> bool:
     return any(path == root or path.is_relative_to(root) for root in roots)
 
 
+def records_by_stage(repo: Path, log: Path, stages: dict[str, StageDeclaration]
+                     ) -> Iterator[tuple[StageDeclaration, dict]]:
+    """Each probe record with the stage whose command it is."""
+    by_command = {" ".join(shlex.split(s.cmd)): s for s in stages.values()}
+    for record in stage_records(log):
+        yield by_command[" ".join(["python", *record["argv"]])], record
+
+
 def undeclared(repo: Path, log: Path) -> dict[str, list[str]]:
     """Stage name -> the repository-relative files it used without declaring them."""
-    stages = {" ".join(shlex.split(s.cmd)): s for s in declared_stages(repo).values()}
     missing: dict[str, list[str]] = {}
-    for record in stage_records(log):
-        stage = stages[" ".join(["python", *record["argv"]])]
+    for stage, record in records_by_stage(repo, log, declared_stages(repo)):
         allowed = stage.deps + stage.params + stage.outs
         for path in sorted(used_files(record, repo)):
             if not covered(path, allowed):
@@ -110,12 +118,12 @@ def undeclared(repo: Path, log: Path) -> dict[str, list[str]]:
     return missing
 
 
-def imported_by_stage(repo: Path, log: Path) -> dict[str, set[str]]:
+def imported_by_stage(repo: Path, log: Path,
+                      stages: dict[str, StageDeclaration] | None = None
+                      ) -> dict[str, set[str]]:
     """Stage name -> the repository-relative salgl files its command imported."""
-    stages = {" ".join(shlex.split(s.cmd)): s for s in declared_stages(repo).values()}
     result: dict[str, set[str]] = {}
-    for record in stage_records(log):
-        stage = stages[" ".join(["python", *record["argv"]])]
+    for stage, record in records_by_stage(repo, log, stages or declared_stages(repo)):
         files = {str(p.relative_to(repo)) for p in used_files(record, repo)
                  if p.is_relative_to(repo / "salgl") and p.suffix == ".py"}
         result.setdefault(stage.name, set()).update(files)
@@ -151,6 +159,7 @@ ENTRY_FUNCTIONS: dict[str, list[tuple[str, str]]] = {
 ENTRY_FUNCTIONS["ablation/run-scene-counts"] = ENTRY_FUNCTIONS["ablation/run"]
 
 
+@functools.cache
 def module_files(package: Path = PACKAGE) -> dict[str, Path]:
     """salgl module name -> its file."""
     files = {}
@@ -158,6 +167,11 @@ def module_files(package: Path = PACKAGE) -> dict[str, Path]:
         parts = path.relative_to(package.parent).with_suffix("").parts
         files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return files
+
+
+@functools.cache
+def syntax_tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"))
 
 
 def imports_in(node: ast.AST, known: set[str], importer: str) -> set[str]:
@@ -174,10 +188,11 @@ def imports_in(node: ast.AST, known: set[str], importer: str) -> set[str]:
     return found
 
 
+@functools.cache
 def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
     """Module -> the salgl modules it imports anywhere in its source (lazy imports included)."""
     files = module_files(package)
-    return {name: imports_in(ast.parse(path.read_text(encoding="utf-8")), set(files), name)
+    return {name: imports_in(syntax_tree(path), set(files), name)
             for name, path in files.items()}
 
 
@@ -187,7 +202,7 @@ def entry_imports(kind: str, package: Path = PACKAGE) -> set[str]:
     files = module_files(package)
     found = set()
     for module, qualname in ENTRY_FUNCTIONS[kind]:
-        node: ast.AST = ast.parse(files[module].read_text(encoding="utf-8"))
+        node: ast.AST = syntax_tree(files[module])
         for part in qualname.split("."):
             node = next(n for n in ast.iter_child_nodes(node)
                         if isinstance(n, ast.FunctionDef | ast.ClassDef) and n.name == part)
@@ -225,14 +240,13 @@ def static_closure(roots: set[str], kind: str, package: Path = PACKAGE) -> set[s
 def undeclared_static(repo: Path, log: Path) -> dict[str, list[str]]:
     """As ``undeclared``, for the static closure of each stage's imported modules."""
     files = module_files()
+    relative = {m: Path("salgl") / f.relative_to(PACKAGE) for m, f in files.items()}
+    module_of = {str(path): m for m, path in relative.items()}
     declared = declared_stages(repo)
     missing: dict[str, list[str]] = {}
-    for name, imported in imported_by_stage(repo, log).items():
-        roots = {m for m, f in files.items()
-                 if str(repo / "salgl" / f.relative_to(PACKAGE)) in
-                 {str(repo / i) for i in imported}}
+    for name, imported in imported_by_stage(repo, log, declared).items():
+        roots = {module_of[i] for i in imported}
         for module in sorted(static_closure(roots, stage_kind(name))):
-            path = repo / "salgl" / files[module].relative_to(PACKAGE)
-            if not covered(path, declared[name].deps):
-                missing.setdefault(name, []).append(str(path.relative_to(repo)))
+            if not covered(repo / relative[module], declared[name].deps):
+                missing.setdefault(name, []).append(str(relative[module]))
     return missing

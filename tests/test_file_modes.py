@@ -15,7 +15,7 @@ import yaml
 
 from conftest import LABELS, write_embeddings
 from fakes import TINY_TRAIN, make_prepared
-from test_official import labels_file, released_config, write_experiment
+from official_fixtures import labels_file, released_config, write_experiment
 
 DRIVER = """
 import sys
