@@ -130,6 +130,8 @@ def test_dvc_status_lists_every_stage_whose_code_changed(reproduced: tuple[Path,
 
     figure = {"salgl/figures/pr.py": ("", "# touched\n")}
     assert set(status_after(figure)) == {"plots@fashion_scenes"}
+    loop = {"salgl/engine.py": ("", "# touched\n")}  # the training loop: train alone
+    assert set(status_after(loop)) == {"train@fashion_scenes"}
     default = {"salgl/config.py": ("gamma_neg: float = _f(2.0", "gamma_neg: float = _f(4.0")}
     assert set(status_after(default)) == set(imported)
     assert "Data and pipelines are up to date" in run(["dvc", "status"], repo).stdout

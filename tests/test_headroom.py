@@ -177,3 +177,27 @@ def test_latin_matchings_needs_four_scenes() -> None:
                                          r"has exactly 4 scenes"):
         parse(FashionScenesConfig, {"structure": "latin_matchings", "num_scenes": 3},
               "prepare.x")
+
+
+def test_the_command_prints_what_the_readme_quotes(tmp_path) -> None:
+    """`salgl headroom` as a user runs it, in its own process, from the repository root."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def salgl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "salgl.cli", "-q", "headroom", *args],
+                              cwd=REPO, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+
+    today = salgl("--target-map", "0.563", "--out", str(tmp_path / "today.json"))
+    assert today.returncode == 0, today.stderr
+    result = json.loads(today.stdout)
+    assert json.loads((tmp_path / "today.json").read_text()) == result
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "`salgl headroom` computes from" in readme
+    assert f"by only {result['headroom']:.4f} test mAP" in readme
+    refused = salgl("mscoco", "--signal", "1")
+    assert refused.returncode == 2
+    assert "prepare.mscoco: headroom needs an embedded dataset" in refused.stderr
