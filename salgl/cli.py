@@ -241,7 +241,8 @@ def _headroom_parser(sub) -> None:
 ABLATION_HELP = """\
 The seeded ablation of scene awareness (docs/results.md), one action per DVC stage of
 experiments/ablation/dvc.yaml: `dvc repro experiments/ablation/dvc.yaml` runs them all.
-A cell is one (data, variant, seed); its names come from the params file's lists."""
+A cell is one (data, variant, seed); its names come from the params file's lists. One
+`run` trains every cell of one seed, parallel_runs of them side by side."""
 
 
 def _ablation_parser(sub) -> None:
@@ -256,12 +257,11 @@ def _ablation_parser(sub) -> None:
     a.add_argument("--raw", type=Path, help="folder with the Fashion-MNIST IDX files")
     a = actions.add_parser("embed", help="label vectors of one data variant")
     a.add_argument("data", help="a name from the params file's data_settings")
-    a = actions.add_parser("run", help="train one cell, then score its test split once")
-    a.add_argument("data", help="a name from the params file's data_settings")
-    a.add_argument("variant", help="a name from the params file's variant_settings")
-    a.add_argument("seed", type=int, help="train.seed of this run")
-    actions.add_parser("summary", help="results/ablation.csv, the paired differences and "
-                       "the figure")
+    a = actions.add_parser("run", help="train every cell (data x variant) of one seed, then "
+                           "score each on the test split once")
+    a.add_argument("seed", type=int, help="train.seed of these runs")
+    actions.add_parser("summary", help="the convergence check, results/ablation.csv, the "
+                       "paired differences, the verdicts and the figures")
 
 
 def _overrides(items: Sequence[str]) -> dict:
@@ -422,10 +422,9 @@ def _ablation_embed(ablation, args) -> None:
 
 
 def _ablation_run(ablation, args) -> None:
-    from salgl.ablation.design import Cell
-    from salgl.ablation.run import run_cell
+    from salgl.ablation.run import run_seed
 
-    run_cell(ablation, Cell(args.data, args.variant, args.seed))
+    run_seed(ablation, args.seed)
 
 
 def _ablation_summary(ablation, args) -> None:

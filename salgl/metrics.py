@@ -168,6 +168,39 @@ def average_precisions(scores: Any, targets: Any, ignore: Any = None
     return _ap_both(s, np.asarray(targets), _valid_or_none(ignore))
 
 
+def resampled_average_precision(scores: Any, targets: Any, weights: Any) -> np.ndarray:
+    """Interpolated per-label AP (B, C) of B resamples of the images, without writing them out.
+
+    ``weights`` (B, N) says how often each resample draws each image (a bootstrap's counts);
+    row b equals ``average_precision`` of the images repeated that often. Ties, repeats
+    included, are read at the end of their run as there, and a zero weight drops an image.
+    One sort per label serves every resample, so a paired bootstrap over thousands of
+    resamples takes seconds.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(targets) > 0
+    w = np.asarray(weights, dtype=np.float64)
+    if s.ndim != 2 or y.shape != s.shape or w.ndim != 2 or w.shape[1] != s.shape[0]:
+        raise SalglError(f"resampled AP: scores {s.shape}, targets {y.shape} and weights "
+                         f"{w.shape} must be (N, C), (N, C) and (B, N)")
+    out = np.full((w.shape[0], s.shape[1]), np.nan)
+    for label in range(s.shape[1]):
+        order = np.argsort(-s[:, label], kind="stable")
+        ranked = s[order, label]
+        ends = np.flatnonzero(np.r_[ranked[1:] != ranked[:-1], True])
+        drawn = w[:, order]
+        counted = np.cumsum(drawn, axis=1)[:, ends]
+        tp = np.cumsum(drawn * y[order, label], axis=1)[:, ends]
+        gain = np.diff(tp, axis=1, prepend=0.0)
+        precision = np.divide(tp, counted, out=np.zeros_like(tp), where=counted > 0)
+        # only ends that add positives carry weight, and precision falls between them
+        interp = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
+        positives = tp[:, -1]
+        has = positives > 0
+        out[has, label] = (gain * interp).sum(axis=1)[has] / positives[has]
+    return out
+
+
 def mean_ap(ap: np.ndarray) -> float:
     """nanmean over labels with positives; 0.0 (not NaN) when none, so JSON stays valid."""
     finite = ap[np.isfinite(ap)]

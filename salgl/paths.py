@@ -118,17 +118,25 @@ class AblationPaths:
         return Path("data/ablation/embeddings") / data
 
     def model(self, cell: Cell) -> Path:
-        return Path("models/ablation") / f"{cell.name}.safetensors"
+        return Path("models/ablation") / cell.group / f"{cell.data}-{cell.variant}.safetensors"
 
     def state(self, cell: Cell) -> Path:
         return Path("state/ablation") / cell.name
 
-    def metrics(self, cell: Cell) -> Path:
-        return Path("metrics/ablation") / f"{cell.name}.json"
+    def metrics(self, seed: int) -> Path:
+        """Every cell's metrics for one seed: {DATA-VARIANT: {metric: value}}."""
+        return Path("metrics/ablation") / f"seed-{seed}.json"
 
-    def cost(self, cell: Cell) -> Path:
-        return Path("results/ablation/cost") / f"{cell.name}.json"
+    def cost(self, seed: int) -> Path:
+        return Path("results/ablation/cost") / f"seed-{seed}.json"
+
+    def scores(self, cell: Cell) -> Path:
+        """Per-image test scores (salgl.predictions format), for the paired bootstrap."""
+        return Path("results/ablation/scores") / cell.group / f"{cell.data}-{cell.variant}.npz"
 
     table: Path = Path("results/ablation.csv")
     differences: Path = Path("results/ablation_differences.csv")
+    verdicts: Path = Path("results/ablation_verdicts.csv")
+    convergence: Path = Path("results/ablation_convergence.csv")
     figure: Path = Path("results/ablation.png")
+    convergence_figure: Path = Path("results/ablation_convergence.png")

@@ -15,9 +15,11 @@ class Selection:
         self.split = split
         self.best_map, self.best_epoch, self.stale = -1.0, -1, 0
         self.best_state: dict[str, torch.Tensor] | None = None
+        self.history: list[float] = []  # every epoch's selection mAP, for convergence checks
 
     def update(self, epoch: int, mAP: float, weights: nn.Module) -> bool:
         """Record ``epoch``'s selection mAP; keep a copy of ``weights`` when it is the best."""
+        self.history.append(float(mAP))
         if mAP > self.best_map:
             self.best_map, self.best_epoch, self.stale = mAP, epoch, 0
             self.best_state = {k: v.detach().clone() for k, v in weights.state_dict().items()}
@@ -41,9 +43,11 @@ class Selection:
 
     def counters(self) -> dict:
         """The resume state's view (weights travel separately as tensors)."""
-        return {"best_map": self.best_map, "best_epoch": self.best_epoch, "stale": self.stale}
+        return {"best_map": self.best_map, "best_epoch": self.best_epoch, "stale": self.stale,
+                "history": list(self.history)}
 
     def load_counters(self, meta: dict, best_state: dict[str, torch.Tensor] | None) -> None:
         self.best_map, self.best_epoch = meta["best_map"], meta["best_epoch"]
         self.stale = meta["stale"]
+        self.history = [float(v) for v in meta.get("history", [])]  # older states: none
         self.best_state = best_state

@@ -64,6 +64,7 @@ class TrainResult:
     selected_on: str = "val"
     val_map: float | None = None
     epoch_seconds: tuple[float, ...] = ()  # wall time of each epoch this process trained
+    selection_maps: tuple[float, ...] = ()  # every epoch's selection mAP, resumed ones too
 
 
 def check_batch(cfg: TrainConfig, train_images: int, list_file: Path, key: str) -> None:
@@ -369,7 +370,8 @@ class Trainer:
             self.resume_state.finish()
         barrier()
         return TrainResult(self.selection.best_map, self.selection.best_epoch, epoch + 1,
-                           self.start_epoch, cfg.select_on, val_map, tuple(epoch_seconds))
+                           self.start_epoch, cfg.select_on, val_map, tuple(epoch_seconds),
+                           tuple(self.selection.history))
 
     def _begin(self):
         """Warn about the paper's protocol, ready the state folder, resume if possible, say

@@ -3,7 +3,7 @@
 Usage:
   python stages/ablation.py prepare DATA [--raw FOLDER]
   python stages/ablation.py embed DATA
-  python stages/ablation.py run DATA VARIANT SEED
+  python stages/ablation.py run SEED
   python stages/ablation.py summary
 Settings come from experiments/ablation/params.yaml (--params to read another file).
 """

@@ -151,12 +151,13 @@ ENTRY_FUNCTIONS: dict[str, list[tuple[str, str]]] = {
     "ablation/embed": [(_CLI, "_cmd_ablation"), (_CLI, "_ablation_embed"),
                        ("salgl.ablation.run", "embed_data"), ("salgl.pipeline", "run_embed")],
     "ablation/run": [(_CLI, "_cmd_ablation"), (_CLI, "_ablation_run"),
-                     ("salgl.ablation.run", "run_cell"),
+                     ("salgl.ablation.run", "run_seed"),
+                     ("salgl.ablation.run", "train_and_score"),
+                     ("salgl.ablation.run", "_quiet_lane"),
                      ("salgl.ablation.run", "learned_scene_nmi"),
                      ("salgl.config", "TrainConfig.check")],
     "ablation/summary": [(_CLI, "_cmd_ablation"), (_CLI, "_ablation_summary")],
 }
-ENTRY_FUNCTIONS["ablation/run-scene-counts"] = ENTRY_FUNCTIONS["ablation/run"]
 
 
 @functools.cache

@@ -325,3 +325,25 @@ def test_metrics_from_file_round_trip(tmp_path) -> None:
     assert loaded.scene_probs is None and loaded.labels is None
     assert metrics_from_file(path, threshold=0.3) == compute_metrics(scores, targets, ignore,
                                                                      threshold=0.3)
+
+
+def test_resampled_ap_equals_ap_of_the_resample_written_out() -> None:
+    """Bootstrap weights give the AP of the images repeated that often, ties included."""
+    from salgl.metrics import average_precision, resampled_average_precision
+
+    rng = np.random.default_rng(3)
+    scores = rng.random((150, 4))
+    scores[:30, 0] = 0.5  # a run of ties
+    scores[:, 3] = np.round(scores[:, 3], 1)  # many runs of ties
+    targets = (rng.random((150, 4)) < 0.3).astype(np.uint8)
+    counts = rng.multinomial(150, np.full(150, 1 / 150), size=12)
+    counts[0] = 1  # the sample itself
+    counts[1, targets[:, 2] > 0] = 0  # a resample without positives of label 2
+    got = resampled_average_precision(scores, targets, counts)
+    for row, weights in zip(got, counts, strict=True):
+        drawn = np.repeat(np.arange(150), weights)
+        np.testing.assert_allclose(row, average_precision(scores[drawn], targets[drawn]),
+                                   equal_nan=True, rtol=1e-12)
+    assert np.isnan(got[1, 2])
+    with pytest.raises(SalglError, match="weights"):
+        resampled_average_precision(scores, targets, counts[:, :10])

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from salgl.ablation.reading import ReadingRule, reading_rule
 from salgl.config import (
     DatasetParams,
     EmbedConfig,
@@ -26,7 +27,7 @@ from salgl.config import (
 from salgl.errors import SalglError
 from salgl.paths import ABLATION_PARAMS
 
-AXES = ("data", "variants", "scene_counts", "scene_counts_on", "seeds")
+AXES = ("data", "variants", "seeds")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,11 @@ class Cell:
     def name(self) -> str:
         return f"{self.data}-{self.variant}-{self.seed}"
 
+    @property
+    def group(self) -> str:
+        """Its seed's files: the DVC stage run@SEED trains every cell of one seed."""
+        return f"seed-{self.seed}"
+
 
 @dataclass(frozen=True)
 class Ablation:
@@ -48,15 +54,18 @@ class Ablation:
     raw: Mapping[str, Any]
     data: tuple[str, ...]
     variants: tuple[str, ...]
-    scene_counts: tuple[str, ...]
-    scene_counts_on: tuple[str, ...]
     seeds: tuple[int, ...]
+    rule: ReadingRule
+    parallel_runs: int = 1  # cells of one data and seed trained side by side
 
     def cells(self) -> list[Cell]:
         """Every run of the matrix, in the order the summary lists them."""
-        grid = [(d, v) for d in self.data for v in self.variants]
-        grid += [(d, v) for d in self.scene_counts_on for v in self.scene_counts]
-        return [Cell(d, v, s) for d, v in grid for s in self.seeds]
+        return [Cell(d, v, s) for d in self.data for v in self.variants for s in self.seeds]
+
+    def is_plain(self, variant: str) -> bool:
+        """Whether a variant trains the plain backbone (the cheapest cells)."""
+        return (self._overrides("variant_settings", variant).get("head")
+                or (self.raw.get("train") or {}).get("head")) == "linear"
 
     def _where(self, key: str) -> str:
         return f"{self.source}: {key}"
@@ -105,15 +114,24 @@ def load_ablation(path: str | Path = ABLATION_PARAMS) -> Ablation:
     path = Path(path)
     raw = load_params(path)
     axes = {key: _axis(raw, key, path) for key in AXES}
-    for key in ("data", "scene_counts_on"):
+    for key, table in (("data", "data_settings"), ("variants", "variant_settings")):
         for name in axes[key]:
-            if name not in (raw.get("data_settings") or {}):
-                raise SalglError(f"{path}: {key}: {name!r} has no entry in data_settings")
-    for key in ("variants", "scene_counts"):
-        for name in axes[key]:
-            if name not in (raw.get("variant_settings") or {}):
-                raise SalglError(f"{path}: {key}: {name!r} has no entry in variant_settings")
+            if not isinstance(name, str) or "-" in name:
+                raise SalglError(f"{path}: {key}: {name!r}: expected a name without '-' "
+                                 "(cells are named DATA-VARIANT-SEED)")
+            if name not in (raw.get(table) or {}):
+                raise SalglError(f"{path}: {key}: {name!r} has no entry in {table}")
     if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
                for s in axes["seeds"]):
         raise SalglError(f"{path}: seeds: expected whole numbers of at least 0")
-    return Ablation(path, raw, **axes)
+    for pair in raw.get("comparisons") or []:
+        if (not isinstance(pair, list) or len(pair) != 2
+                or any(v not in axes["variants"] for v in pair)):
+            raise SalglError(f"{path}: comparisons: {pair!r}: expected [VARIANT, VARIANT] "
+                             f"from the variants ({', '.join(axes['variants'])})")
+    lanes = raw.get("parallel_runs", 1)
+    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+        raise SalglError(f"{path}: parallel_runs: expected a whole number of at least 1, got "
+                         f"{lanes!r}")
+    return Ablation(path, raw, **axes, rule=reading_rule(raw, axes["data"], str(path)),
+                    parallel_runs=lanes)

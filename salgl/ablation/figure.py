@@ -1,4 +1,5 @@
-"""The ablation figure: test mAP per variant, one mark per seed, one panel per dataset."""
+"""The ablation's figures: test mAP per run with the paired differences beside them, and each
+run's validation mAP per epoch (the convergence check)."""
 
 from __future__ import annotations
 
@@ -8,39 +9,109 @@ from typing import Any
 
 from salgl.figures.common import FONT, FONT_LABEL, FONT_SMALL, FONT_TITLE, new_figure, save
 
-DATA_TITLES = {"scenes": "scene data (labels depend on the scene)",
-               "control": "control (scene_purity 0: labels independent of the scene)"}
+DATA_TITLES = {"positive": "positive control (scenes pair the labels)",
+               "control": "control (scene_purity 0)"}
 SEED_MARKERS = "os^Dv<>p"
 
 
-def ablation_figure(runs: Sequence[dict[str, Any]], data: Sequence[str], out: str | Path,
+def _seed_offset(k: int, count: int) -> float:
+    return (k - (count - 1) / 2) * 0.1
+
+
+def ablation_figure(runs: Sequence[dict[str, Any]], differences: Sequence[dict[str, Any]],
+                    data: Sequence[str], out: str | Path,
                     titles: Mapping[str, str] | None = None) -> Path:
-    """Panels side by side, sharing the mAP axis so the datasets compare at a glance; a
-    short bar marks each variant's mean over seeds."""
-    fig = new_figure(4.2 * len(data) + 0.6, 4.2, layout="constrained")
-    axes = fig.subplots(1, len(data), sharey=True, squeeze=False)[0]
+    """One panel per data (test mAP, one mark per seed, hollow where the run is void; a bar
+    at the mean of the converged runs) sharing the mAP axis, then the paired differences."""
+    fig = new_figure(4.0 * len(data) + 5.0, 4.4, layout="constrained")
+    axes = fig.subplots(1, len(data) + 1, squeeze=False,
+                        width_ratios=[1.0] * len(data) + [1.25])[0]
     seeds = sorted({r["seed"] for r in runs})
-    for ax, name in zip(axes, data, strict=True):
+    for ax, name in zip(axes, data, strict=False):
         mine = [r for r in runs if r["data"] == name]
         variants = list(dict.fromkeys(r["variant"] for r in mine))
         for x, variant in enumerate(variants):
             group = [r for r in mine if r["variant"] == variant]
             for r in group:
                 k = seeds.index(r["seed"])
-                offset = (k - (len(seeds) - 1) / 2) * 0.12
-                ax.plot(x + offset, r["mAP"], SEED_MARKERS[k % len(SEED_MARKERS)],
-                        color=f"C{k}", markersize=6, label=f"seed {r['seed']}" if x == 0 else None)
-            mean = sum(r["mAP"] for r in group) / len(group)
-            ax.hlines(mean, x - 0.3, x + 0.3, color="0.2", linewidth=2)
+                ax.plot(x + _seed_offset(k, len(seeds)), r["mAP"],
+                        SEED_MARKERS[k % len(SEED_MARKERS)], color=f"C{k}", markersize=6,
+                        fillstyle="none" if r["void"] else "full",
+                        label=f"seed {r['seed']}" if x == 0 else None)
+            kept = [r["mAP"] for r in group if not r["void"]]
+            if kept:
+                ax.hlines(sum(kept) / len(kept), x - 0.3, x + 0.3, color="0.2", linewidth=2)
         names = [f"{v}\n{(titles or {}).get(v, '')}".strip() for v in variants]
         ax.set_xticks(range(len(variants)), names, fontsize=FONT_SMALL)
         ax.set_xlim(-0.6, len(variants) - 0.4)
-        ax.set_xlabel("variant (docs/results.md)", fontsize=FONT_LABEL)
         ax.set_title(DATA_TITLES.get(name, name), fontsize=FONT_LABEL)
         ax.grid(axis="y", alpha=0.3)
         ax.tick_params(labelsize=FONT)
+    for ax in axes[1:len(data)]:
+        ax.sharey(axes[0])
     axes[0].set_ylabel("test mAP", fontsize=FONT_LABEL)
-    axes[0].legend(fontsize=FONT_SMALL, loc="lower left", title="bar = mean",
-                   title_fontsize=FONT_SMALL)
-    fig.suptitle("Scene awareness ablation: test mAP per run", fontsize=FONT_TITLE)
+    axes[0].legend(fontsize=FONT_SMALL, loc="lower left",
+                   title="bar = mean; hollow = void", title_fontsize=FONT_SMALL)
+    _differences_panel(axes[-1], differences, data)
+    fig.suptitle("Scene awareness ablation, second edition: test mAP per run and paired "
+                 "differences", fontsize=FONT_TITLE)
+    return save(fig, out)
+
+
+def _differences_panel(ax, differences: Sequence[dict[str, Any]], data: Sequence[str]) -> None:
+    """Per comparison, Δ on each data and the DiD: seeds as dots, the mean as a bar, and the
+    bootstrap interval over test images as a line."""
+    series = [*data, "DiD"]
+    comparisons = list(dict.fromkeys(r["comparison"] for r in differences))
+    width = 0.8 / len(series)
+    for j, name in enumerate(series):
+        rows = {r["comparison"]: r for r in differences if r["data"] == name}
+        for i, comparison in enumerate(comparisons):
+            row = rows.get(comparison)
+            if row is None:
+                continue
+            x = i + (j - (len(series) - 1) / 2) * width
+            values = [v for k, v in row.items() if k.startswith("seed_")]
+            ax.plot([x] * len(values), values, ".", color=f"C{j}", alpha=0.6, markersize=5)
+            ax.hlines(row["mean"], x - width / 3, x + width / 3, color=f"C{j}", linewidth=2.5,
+                      label=name if i == 0 else None)
+            ax.vlines(x, row["bootstrap_low"], row["bootstrap_high"], color=f"C{j}",
+                      linewidth=1)
+    ax.axhline(0, color="0.3", linewidth=0.8)
+    ax.set_xticks(range(len(comparisons)), comparisons, fontsize=FONT_SMALL)
+    ax.set_ylabel("test mAP difference", fontsize=FONT_LABEL)
+    ax.set_title("paired differences (line: 95% bootstrap over test images)",
+                 fontsize=FONT_SMALL)
+    ax.grid(axis="y", alpha=0.3)
+    ax.tick_params(labelsize=FONT)
+    ax.legend(fontsize=FONT_SMALL, loc="best")
+
+
+def convergence_figure(runs: Sequence[dict[str, Any]], data: Sequence[str],
+                       variants: Sequence[str], out: str | Path, max_rise: float,
+                       titles: Mapping[str, str] | None = None) -> Path:
+    """Validation mAP per epoch, one line per seed, a panel per data and variant; dashed
+    where the run is void (it rose by ``max_rise`` or more over its last two epochs)."""
+    fig = new_figure(3.0 * len(variants) + 0.6, 2.6 * len(data) + 0.6, layout="constrained")
+    axes = fig.subplots(len(data), len(variants), sharex=True, sharey=True, squeeze=False)
+    seeds = sorted({r["seed"] for r in runs})
+    for row, name in zip(axes, data, strict=True):
+        for ax, variant in zip(row, variants, strict=True):
+            for r in runs:
+                if r["data"] == name and r["variant"] == variant:
+                    history = r["val_mAP_per_epoch"]
+                    k = seeds.index(r["seed"])
+                    ax.plot(range(1, len(history) + 1), history, "--" if r["void"] else "-",
+                            color=f"C{k}", linewidth=1.2, label=f"seed {r['seed']}")
+            ax.set_title(f"{DATA_TITLES.get(name, name).split(' (')[0]}: {variant} "
+                         f"{(titles or {}).get(variant, '')}".strip(), fontsize=FONT_SMALL)
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=FONT_SMALL)
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch", fontsize=FONT)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("validation mAP", fontsize=FONT)
+    axes[0, 0].legend(fontsize=FONT_SMALL, loc="lower right")
+    fig.suptitle(f"Convergence: a run is void (dashed) if its validation mAP rose by "
+                 f"{max_rise} or more over its last two epochs", fontsize=FONT_LABEL)
     return save(fig, out)

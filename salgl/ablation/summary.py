@@ -1,5 +1,6 @@
-"""The ablation's summary: per (data, variant) mean and spread over seeds, the paired
-differences with the reading rule fixed in docs/results.md, and the figure (figure.py)."""
+"""The ablation's summary: every run's convergence check, the table over seeds, the paired
+differences with their t bounds and bootstrap intervals, the verdict of the reading rule
+(reading.py), and the figures (figure.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from salgl.ablation.design import Ablation
+import numpy as np
+
+from salgl.ablation.design import Ablation, Cell
+from salgl.ablation.reading import ReadingRule, is_void, t_bounds, verdict
 from salgl.atomic import write_text
 from salgl.errors import SalglError
 from salgl.paths import AblationPaths
@@ -31,12 +35,26 @@ def _read(path: Path, what: str) -> dict[str, Any]:
         raise SalglError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
 
 
-def read_runs(ablation: Ablation) -> list[dict[str, Any]]:
-    """Each cell's metrics with its seconds per epoch, in matrix order."""
+def read_runs(ablation: Ablation, rule: ReadingRule) -> list[dict[str, Any]]:
+    """Each cell's metrics with its seconds per epoch and its convergence, in matrix order."""
     paths, runs = AblationPaths(), []
+    files: dict[int, tuple[dict, dict]] = {}
     for cell in ablation.cells():
-        run = _read(paths.metrics(cell), "metrics")
-        run["seconds_per_epoch"] = _read(paths.cost(cell), "cost")["seconds_per_epoch"]
+        if cell.seed not in files:
+            files[cell.seed] = (_read(paths.metrics(cell.seed), "metrics"),
+                                _read(paths.cost(cell.seed), "cost"))
+        metrics, cost = files[cell.seed]
+        key = f"{cell.data}-{cell.variant}"
+        where = f"{paths.metrics(cell.seed)}: {key}"
+        if not isinstance(metrics.get(key), dict):
+            raise SalglError(f"{where}: missing (run the stage run@{cell.seed} again)")
+        run = {"data": cell.data, "variant": cell.variant, "seed": cell.seed, **metrics[key]}
+        history = run.get("val_mAP_per_epoch")
+        if not isinstance(history, list):
+            raise SalglError(f"{where}: no val_mAP_per_epoch (written by an older salgl; run "
+                             f"the stage run@{cell.seed} again)")
+        run["void"] = is_void(history, rule)
+        run["seconds_per_epoch"] = (cost.get(key) or {}).get("seconds_per_epoch")
         runs.append(run)
     return runs
 
@@ -49,31 +67,8 @@ def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None
     return statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else None
 
 
-def spread(values: Sequence[float]) -> float:
-    """Largest minus smallest over the seeds."""
-    return max(values) - min(values)
-
-
-def _group(runs: list[dict], data: str, variant: str) -> list[dict]:
-    return sorted((r for r in runs if r["data"] == data and r["variant"] == variant),
-                  key=lambda r: r["seed"])
-
-
-def summary_rows(ablation: Ablation, runs: list[dict]) -> list[dict[str, Any]]:
-    rows = []
-    groups = [(d, v) for d in ablation.data for v in ablation.variants]
-    groups += [(d, v) for d in ablation.scene_counts_on for v in ablation.scene_counts]
-    for data, variant in groups:
-        group = _group(runs, data, variant)
-        row: dict[str, Any] = {"data": data, "variant": variant,
-                               "settings": describe(ablation, variant), "seeds": len(group)}
-        for key in SUMMARISED:
-            mean, std = mean_std([r.get(key) for r in group])
-            row[f"{key}_mean"], row[f"{key}_std"] = mean, std
-        row["mAP_spread"] = spread([r["mAP"] for r in group])
-        row["seconds_per_epoch"] = statistics.mean(r["seconds_per_epoch"] for r in group)
-        rows.append(row)
-    return rows
+def _group(runs: list[dict], data: str, variant: str) -> dict[int, dict]:
+    return {r["seed"]: r for r in runs if r["data"] == data and r["variant"] == variant}
 
 
 def describe(ablation: Ablation, variant: str) -> str:
@@ -81,28 +76,121 @@ def describe(ablation: Ablation, variant: str) -> str:
     return " ".join(f"{k}={v}" for k, v in changes.items()) or "as configured"
 
 
-def difference_rows(ablation: Ablation, runs: list[dict]) -> list[dict[str, Any]]:
-    """Paired test-mAP differences per seed, and the reading rule: a difference counts only
-    if its mean exceeds the larger of the two variants' spreads over seeds."""
+def convergence_rows(runs: list[dict], rule: ReadingRule) -> list[dict[str, Any]]:
+    """One row per run: its last three validation mAPs, the rise over the last two epochs."""
+    rows = []
+    for r in runs:
+        history = r["val_mAP_per_epoch"]
+        last = (history[-3:] if len(history) >= 3 else [None] * (3 - len(history)) + history)
+        rows.append({"cell": f"{r['data']}-{r['variant']}-{r['seed']}", "epochs": len(history),
+                     "val_mAP_third_last": last[0], "val_mAP_second_last": last[1],
+                     "val_mAP_last": last[2], "rise_last_two": r.get("val_rise_last_two"),
+                     "max_rise": rule.max_rise, "selected_epoch": r.get("selected_epoch"),
+                     "status": "void" if r["void"] else "converged"})
+    return rows
+
+
+def summary_rows(ablation: Ablation, runs: list[dict]) -> list[dict[str, Any]]:
+    """Mean and sample standard deviation over the converged runs of each data and variant."""
     rows = []
     for data in ablation.data:
-        for first, second in ablation.raw.get("comparisons") or []:
-            a, b = _group(runs, data, first), _group(runs, data, second)
-            if not a or not b:
-                continue
-            by_seed = {r["seed"]: r["mAP"] for r in b}
-            diffs = [(r["seed"], r["mAP"] - by_seed[r["seed"]]) for r in a if r["seed"] in by_seed]
-            values = [d for _, d in diffs]
-            mean = statistics.mean(values)
-            bar = max(spread([r["mAP"] for r in a]), spread([r["mAP"] for r in b]))
-            row: dict[str, Any] = {"data": data, "comparison": f"{first}-{second}"}
-            row.update({f"seed_{seed}": d for seed, d in diffs})
-            row.update({"mean": mean, "spread": spread(values), "largest_variant_spread": bar,
-                        "reading": (f"{first} better" if mean > bar else
-                                    f"{second} better" if -mean > bar else
-                                    "no measurable difference")})
+        for variant in ablation.variants:
+            group = [r for r in _group(runs, data, variant).values() if not r["void"]]
+            everything = _group(runs, data, variant)
+            row: dict[str, Any] = {"data": data, "variant": variant,
+                                   "settings": describe(ablation, variant),
+                                   "runs": len(group), "void_runs": len(everything) - len(group)}
+            for key in SUMMARISED:
+                mean, std = mean_std([r.get(key) for r in group])
+                row[f"{key}_mean"], row[f"{key}_std"] = mean, std
+            row["seconds_per_epoch"], _ = mean_std(
+                [r["seconds_per_epoch"] for r in everything.values()])
             rows.append(row)
     return rows
+
+
+def paired_seeds(runs: list[dict], first: str, second: str, rule: ReadingRule) -> list[int]:
+    """Seeds whose four runs of this comparison (both variants, both data) all converged."""
+    groups = [_group(runs, d, v) for d in (rule.scene_data, rule.control)
+              for v in (first, second)]
+    seeds = set.intersection(*(set(g) for g in groups))
+    return sorted(s for s in seeds if not any(g[s]["void"] for g in groups))
+
+
+class TestScores:
+    """Per-image test scores of each cell, and the bootstrap's resampled mAP, each read once."""
+
+    def __init__(self, rule: ReadingRule, data: Sequence[str]):
+        self.rule, self.paths = rule, AblationPaths()
+        self._counts: dict[str, np.ndarray] = {}
+        self._maps: dict[Cell, np.ndarray] = {}
+        self._rngs = {name: np.random.default_rng([rule.bootstrap_seed, k])
+                      for k, name in enumerate(data)}
+        self._order: dict[str, list[str]] = {}
+
+    def resampled_map(self, cell: Cell) -> np.ndarray:
+        from salgl.ablation.bootstrap import resample_counts, resampled_map
+        from salgl.predictions import Predictions
+
+        if cell not in self._maps:
+            pred = Predictions.load(self.paths.scores(cell))
+            order = self._order.setdefault(cell.data, pred.paths or [])
+            if (pred.paths or []) != order:
+                raise SalglError(f"{self.paths.scores(cell)}: test images differ from the "
+                                 f"other runs on {cell.data}; run the cell again")
+            if cell.data not in self._counts:
+                self._counts[cell.data] = resample_counts(
+                    len(pred.scores), self.rule.bootstrap_samples, self._rngs[cell.data])
+            self._maps[cell] = resampled_map(pred.scores, pred.targets, self._counts[cell.data])
+        return self._maps[cell]
+
+    def mean_difference(self, data: str, first: str, second: str,
+                        seeds: Sequence[int]) -> np.ndarray:
+        """Per resample, the mean over seeds of mAP(first) - mAP(second) on ``data``."""
+        return np.mean([self.resampled_map(Cell(data, first, s))
+                        - self.resampled_map(Cell(data, second, s)) for s in seeds], axis=0)
+
+
+def difference_rows(ablation: Ablation, runs: list[dict], rule: ReadingRule,
+                    scores: TestScores) -> tuple[list[dict], list[dict]]:
+    """Per comparison: Δ per seed on each data and DiD, with t bounds and bootstrap interval;
+    and one verdict row per comparison."""
+    from salgl.ablation.bootstrap import interval
+
+    rows, verdicts = [], []
+    for first, second in ablation.raw.get("comparisons") or []:
+        seeds = paired_seeds(runs, first, second, rule)
+        if not seeds:
+            raise SalglError(f"{ablation.source}: comparisons: {first}-{second}: every seed has "
+                             "a void run; nothing to read")
+        per_data, samples = {}, {}
+        for data in (rule.scene_data, rule.control):
+            x, y = _group(runs, data, first), _group(runs, data, second)
+            per_data[data] = [x[s]["mAP"] - y[s]["mAP"] for s in seeds]
+            samples[data] = scores.mean_difference(data, first, second, seeds)
+        did = [a - b for a, b in zip(per_data[rule.scene_data], per_data[rule.control],
+                                     strict=True)]
+        series = {**per_data, "DiD": did}
+        samples["DiD"] = samples[rule.scene_data] - samples[rule.control]
+        for name, values in series.items():
+            bounds = t_bounds(values, rule.confidence)
+            low, high = interval(samples[name], rule.confidence)
+            row: dict[str, Any] = {"comparison": f"{first}-{second}", "data": name}
+            row.update({f"seed_{s}": v for s, v in zip(seeds, values, strict=True)})
+            row.update({"seeds": len(values), "mean": bounds.mean, "sd": bounds.sd,
+                        "t_lower": bounds.lower, "t_upper": bounds.upper,
+                        "positive_seeds": sum(v > 0 for v in values),
+                        "bootstrap_low": low, "bootstrap_high": high})
+            rows.append(row)
+        delta = t_bounds(per_data[rule.scene_data], rule.confidence)
+        gap = t_bounds(did, rule.confidence)
+        verdicts.append({
+            "comparison": f"{first}-{second}", "seeds": len(seeds),
+            "delta_mean": delta.mean, "delta_t_upper": delta.upper,
+            "positive_seeds": sum(v > 0 for v in per_data[rule.scene_data]),
+            "did_mean": gap.mean, "did_t_lower": gap.lower,
+            "verdict": verdict(per_data[rule.scene_data], did, rule)})
+    return rows, verdicts
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
@@ -124,20 +212,30 @@ def _cell(value: Any) -> Any:
 
 
 def summarise(ablation: Ablation) -> dict[str, list[dict[str, Any]]]:
-    """Write the table, the differences and the figure; return the rows."""
-    from salgl.ablation.figure import ablation_figure
+    """Write the tables and the figures; return the rows."""
+    from salgl.ablation.figure import ablation_figure, convergence_figure
 
-    paths = AblationPaths()
-    runs = read_runs(ablation)
-    rows, diffs = summary_rows(ablation, runs), difference_rows(ablation, runs)
+    paths, rule = AblationPaths(), ablation.rule
+    runs = read_runs(ablation, rule)
+    converge = convergence_rows(runs, rule)
+    rows = summary_rows(ablation, runs)
+    diffs, verdicts = difference_rows(ablation, runs, rule, TestScores(rule, ablation.data))
+    write_text(paths.convergence, to_csv(converge))
     write_text(paths.table, to_csv(rows))
     write_text(paths.differences, to_csv(diffs))
-    ablation_figure(runs, ablation.data + tuple(d for d in ablation.scene_counts_on
-                                               if d not in ablation.data), paths.figure,
-                    ablation.raw.get("variant_titles"))
-    for row in diffs:
-        log.info("%s, %s: mean test mAP difference %+.4f (seed spread %.4f): %s", row["data"],
-                 row["comparison"], row["mean"], row["largest_variant_spread"], row["reading"])
-    log.info("ablation summary: %s, %s, %s", paths.table, paths.differences, paths.figure)
-    return {"rows": rows, "differences": diffs}
-
+    write_text(paths.verdicts, to_csv(verdicts))
+    titles = ablation.raw.get("variant_titles")
+    ablation_figure(runs, diffs, ablation.data, paths.figure, titles)
+    convergence_figure(runs, ablation.data, ablation.variants, paths.convergence_figure,
+                       rule.max_rise, titles)
+    for row in converge:
+        if row["status"] == "void":
+            log.warning("%s: void (validation mAP rose %s over its last two epochs)",
+                        row["cell"], _cell(row["rise_last_two"]))
+    for row in verdicts:
+        log.info("%s: mean Δ %+.4f on %s, DiD %+.4f over %d seeds: %s", row["comparison"],
+                 row["delta_mean"], rule.scene_data, row["did_mean"], row["seeds"],
+                 row["verdict"])
+    log.info("ablation summary: %s, %s, %s, %s, %s", paths.table, paths.differences,
+             paths.verdicts, paths.convergence, paths.figure)
+    return {"rows": rows, "differences": diffs, "verdicts": verdicts, "convergence": converge}
