@@ -458,18 +458,6 @@ def one_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def configure_logging(quiet: bool) -> None:
-    """Our messages on stderr; other libraries' loggers are left as they are (the root
-    logger is not touched, so their INFO chatter stays off)."""
-    logger = logging.getLogger("salgl")
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    if not any(getattr(h, "salgl", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler.salgl = True
-        logger.addHandler(handler)
-
-
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program is so that temporary files are cleaned up."""
 
@@ -484,6 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from salgl.atomic import WRITE_ERRNOS, write_error
 
     args = build_parser().parse_args(argv)
+    from salgl.console import configure_logging
+
     configure_logging(args.quiet)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)

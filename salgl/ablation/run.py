@@ -103,7 +103,7 @@ def train_and_score(ablation: Ablation, cell: Cell, threads: int | None = None,
 
 def _quiet_lane() -> None:
     """A lane process logs our messages (one line per epoch and per cell), no progress bars."""
-    from salgl.cli import configure_logging
+    from salgl.console import configure_logging
 
     configure_logging(False)
 
