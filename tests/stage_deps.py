@@ -153,7 +153,7 @@ ENTRY_FUNCTIONS: dict[str, list[tuple[str, str]]] = {
     "ablation/run": [(_CLI, "_cmd_ablation"), (_CLI, "_ablation_run"),
                      ("salgl.ablation.run", "run_seed"),
                      ("salgl.ablation.run", "train_and_score"),
-                     ("salgl.ablation.run", "_quiet_lane"),
+                     ("salgl.ablation.run", "_start_lane"),
                      ("salgl.ablation.run", "learned_scene_nmi"),
                      ("salgl.config", "TrainConfig.check")],
     "ablation/summary": [(_CLI, "_cmd_ablation"), (_CLI, "_ablation_summary")],

@@ -101,11 +101,19 @@ def train_and_score(ablation: Ablation, cell: Cell, threads: int | None = None,
     return metrics, cost
 
 
-def _quiet_lane() -> None:
-    """A lane process logs our messages (one line per epoch and per cell), no progress bars."""
+def _start_lane() -> None:
+    """A lane process logs our messages (one line per epoch and per cell, no progress bars)
+    and starts its data-loader workers as `salgl train` does on Linux: a spawned process would
+    otherwise spawn them too, and a fresh interpreter per loader and epoch cost a quarter of
+    the lane's time."""
+    import multiprocessing
+    import sys
+
     from salgl.console import configure_logging
 
     configure_logging(False)
+    if sys.platform.startswith("linux"):
+        multiprocessing.set_start_method("fork", force=True)
 
 
 def run_seed(ablation: Ablation, seed: int, progress: bool = True) -> dict[str, dict[str, Any]]:
@@ -135,7 +143,7 @@ def run_seed(ablation: Ablation, seed: int, progress: bool = True) -> dict[str, 
         log.info("seed %d: %d cells, %d side by side with %d thread(s) each", seed,
                  len(cells), lanes, threads)
         with ProcessPoolExecutor(lanes, mp_context=get_context("spawn"),
-                                 initializer=_quiet_lane) as pool:
+                                 initializer=_start_lane) as pool:
             futures = [pool.submit(train_and_score, ablation, cell, threads, False)
                        for cell in cells]
             outcomes = [future.result() for future in futures]
