@@ -59,18 +59,26 @@ def ablation_figure(runs: Sequence[dict[str, Any]], differences: Sequence[dict[s
 
 
 def _differences_panel(ax, differences: Sequence[dict[str, Any]], data: Sequence[str]) -> None:
-    """Per comparison, Δ on each data and the DiD: seeds as dots, the mean as a bar, and the
-    bootstrap interval over test images as a line."""
+    """Per comparison, Δ on each data and the DiD over the converged seeds: seeds as dots, the
+    mean as a bar, the bootstrap interval over test images as a line; a hollow diamond marks
+    the mean over every seed, void runs included (outside the rule)."""
     series = [*data, "DiD"]
     comparisons = list(dict.fromkeys(r["comparison"] for r in differences))
     width = 0.8 / len(series)
     for j, name in enumerate(series):
-        rows = {r["comparison"]: r for r in differences if r["data"] == name}
+        rows = {r["comparison"]: r for r in differences
+                if r["data"] == name and r.get("runs", "converged") == "converged"}
+        every = {r["comparison"]: r for r in differences
+                 if r["data"] == name and r.get("runs", "converged") != "converged"}
         for i, comparison in enumerate(comparisons):
+            x = i + (j - (len(series) - 1) / 2) * width
+            if comparison in every:
+                ax.plot(x, every[comparison]["mean"], "D", fillstyle="none", color=f"C{j}",
+                        markersize=7, label="mean, void runs included" if (i, j) == (0, 0)
+                        else None)
             row = rows.get(comparison)
             if row is None:
                 continue
-            x = i + (j - (len(series) - 1) / 2) * width
             values = [v for k, v in row.items() if k.startswith("seed_")]
             ax.plot([x] * len(values), values, ".", color=f"C{j}", alpha=0.6, markersize=5)
             ax.hlines(row["mean"], x - width / 3, x + width / 3, color=f"C{j}", linewidth=2.5,
@@ -80,8 +88,8 @@ def _differences_panel(ax, differences: Sequence[dict[str, Any]], data: Sequence
     ax.axhline(0, color="0.3", linewidth=0.8)
     ax.set_xticks(range(len(comparisons)), comparisons, fontsize=FONT_SMALL)
     ax.set_ylabel("test mAP difference", fontsize=FONT_LABEL)
-    ax.set_title("paired differences (line: 95% bootstrap over test images)",
-                 fontsize=FONT_SMALL)
+    ax.set_title("paired differences over converged seeds (line: 95% bootstrap over test "
+                 "images)", fontsize=FONT_SMALL)
     ax.grid(axis="y", alpha=0.3)
     ax.tick_params(labelsize=FONT)
     ax.legend(fontsize=FONT_SMALL, loc="best")

@@ -109,12 +109,18 @@ def summary_rows(ablation: Ablation, runs: list[dict]) -> list[dict[str, Any]]:
     return rows
 
 
-def paired_seeds(runs: list[dict], first: str, second: str, rule: ReadingRule) -> list[int]:
-    """Seeds whose four runs of this comparison (both variants, both data) all converged."""
+def paired_seeds(runs: list[dict], first: str, second: str, rule: ReadingRule,
+                 with_void: bool = False) -> list[int]:
+    """Seeds whose four runs of this comparison (both variants, both data) all converged
+    (all of them, void or not, with ``with_void``)."""
     groups = [_group(runs, d, v) for d in (rule.scene_data, rule.control)
               for v in (first, second)]
     seeds = set.intersection(*(set(g) for g in groups))
-    return sorted(s for s in seeds if not any(g[s]["void"] for g in groups))
+    return sorted(s for s in seeds if with_void or not any(g[s]["void"] for g in groups))
+
+
+UNREADABLE = "unreadable: every seed has a void run"
+CONVERGED, ALL_RUNS = "converged", "all, void included (outside the rule)"
 
 
 class TestScores:
@@ -151,45 +157,62 @@ class TestScores:
                         - self.resampled_map(Cell(data, second, s)) for s in seeds], axis=0)
 
 
-def difference_rows(ablation: Ablation, runs: list[dict], rule: ReadingRule,
-                    scores: TestScores) -> tuple[list[dict], list[dict]]:
-    """Per comparison: Δ per seed on each data and DiD, with t bounds and bootstrap interval;
-    and one verdict row per comparison."""
+def _comparison_rows(runs: list[dict], first: str, second: str, seeds: list[int],
+                     rule: ReadingRule, scores: TestScores, kind: str
+                     ) -> tuple[list[dict], dict[str, list[float]]]:
+    """Δ per seed on each data and DiD, with t bounds and the bootstrap interval."""
     from salgl.ablation.bootstrap import interval
 
+    per_data, samples = {}, {}
+    for data in (rule.scene_data, rule.control):
+        x, y = _group(runs, data, first), _group(runs, data, second)
+        per_data[data] = [x[s]["mAP"] - y[s]["mAP"] for s in seeds]
+        samples[data] = scores.mean_difference(data, first, second, seeds)
+    did = [a - b for a, b in zip(per_data[rule.scene_data], per_data[rule.control],
+                                 strict=True)]
+    series = {**per_data, "DiD": did}
+    samples["DiD"] = samples[rule.scene_data] - samples[rule.control]
+    rows = []
+    for name, values in series.items():
+        bounds = t_bounds(values, rule.confidence)
+        low, high = interval(samples[name], rule.confidence)
+        row: dict[str, Any] = {"comparison": f"{first}-{second}", "data": name, "runs": kind}
+        row.update({f"seed_{s}": v for s, v in zip(seeds, values, strict=True)})
+        row.update({"seeds": len(values), "mean": bounds.mean, "sd": bounds.sd,
+                    "t_lower": bounds.lower, "t_upper": bounds.upper,
+                    "positive_seeds": sum(v > 0 for v in values),
+                    "bootstrap_low": low, "bootstrap_high": high})
+        rows.append(row)
+    return rows, series
+
+
+def difference_rows(ablation: Ablation, runs: list[dict], rule: ReadingRule,
+                    scores: TestScores) -> tuple[list[dict], list[dict]]:
+    """Per comparison: the rows over converged seeds (the rule's) and over every seed (void
+    runs included, outside the rule, for the record); and one verdict row per comparison,
+    from the converged seeds alone."""
     rows, verdicts = [], []
     for first, second in ablation.raw.get("comparisons") or []:
         seeds = paired_seeds(runs, first, second, rule)
+        every = paired_seeds(runs, first, second, rule, with_void=True)
+        series: dict[str, list[float]] = {}
+        if seeds:
+            kept, series = _comparison_rows(runs, first, second, seeds, rule, scores, CONVERGED)
+            rows += kept
+        if every and every != seeds:
+            rows += _comparison_rows(runs, first, second, every, rule, scores, ALL_RUNS)[0]
+        verdict_row: dict[str, Any] = {"comparison": f"{first}-{second}", "seeds": len(seeds),
+                                       "void_seeds": len(every) - len(seeds)}
         if not seeds:
-            raise SalglError(f"{ablation.source}: comparisons: {first}-{second}: every seed has "
-                             "a void run; nothing to read")
-        per_data, samples = {}, {}
-        for data in (rule.scene_data, rule.control):
-            x, y = _group(runs, data, first), _group(runs, data, second)
-            per_data[data] = [x[s]["mAP"] - y[s]["mAP"] for s in seeds]
-            samples[data] = scores.mean_difference(data, first, second, seeds)
-        did = [a - b for a, b in zip(per_data[rule.scene_data], per_data[rule.control],
-                                     strict=True)]
-        series = {**per_data, "DiD": did}
-        samples["DiD"] = samples[rule.scene_data] - samples[rule.control]
-        for name, values in series.items():
-            bounds = t_bounds(values, rule.confidence)
-            low, high = interval(samples[name], rule.confidence)
-            row: dict[str, Any] = {"comparison": f"{first}-{second}", "data": name}
-            row.update({f"seed_{s}": v for s, v in zip(seeds, values, strict=True)})
-            row.update({"seeds": len(values), "mean": bounds.mean, "sd": bounds.sd,
-                        "t_lower": bounds.lower, "t_upper": bounds.upper,
-                        "positive_seeds": sum(v > 0 for v in values),
-                        "bootstrap_low": low, "bootstrap_high": high})
-            rows.append(row)
-        delta = t_bounds(per_data[rule.scene_data], rule.confidence)
-        gap = t_bounds(did, rule.confidence)
+            verdicts.append({**verdict_row, "verdict": UNREADABLE})
+            continue
+        delta = t_bounds(series[rule.scene_data], rule.confidence)
+        gap = t_bounds(series["DiD"], rule.confidence)
         verdicts.append({
-            "comparison": f"{first}-{second}", "seeds": len(seeds),
-            "delta_mean": delta.mean, "delta_t_upper": delta.upper,
-            "positive_seeds": sum(v > 0 for v in per_data[rule.scene_data]),
+            **verdict_row, "delta_mean": delta.mean, "delta_t_upper": delta.upper,
+            "positive_seeds": sum(v > 0 for v in series[rule.scene_data]),
             "did_mean": gap.mean, "did_t_lower": gap.lower,
-            "verdict": verdict(per_data[rule.scene_data], did, rule)})
+            "verdict": verdict(series[rule.scene_data], series["DiD"], rule)})
     return rows, verdicts
 
 
@@ -233,9 +256,12 @@ def summarise(ablation: Ablation) -> dict[str, list[dict[str, Any]]]:
             log.warning("%s: void (validation mAP rose %s over its last two epochs)",
                         row["cell"], _cell(row["rise_last_two"]))
     for row in verdicts:
-        log.info("%s: mean Δ %+.4f on %s, DiD %+.4f over %d seeds: %s", row["comparison"],
-                 row["delta_mean"], rule.scene_data, row["did_mean"], row["seeds"],
-                 row["verdict"])
+        if row["seeds"]:
+            log.info("%s: mean Δ %+.4f on %s, DiD %+.4f over %d converged seeds: %s",
+                     row["comparison"], row["delta_mean"], rule.scene_data, row["did_mean"],
+                     row["seeds"], row["verdict"])
+        else:
+            log.info("%s: %s", row["comparison"], row["verdict"])
     log.info("ablation summary: %s, %s, %s, %s, %s", paths.table, paths.differences,
              paths.verdicts, paths.convergence, paths.figure)
     return {"rows": rows, "differences": diffs, "verdicts": verdicts, "convergence": converge}
