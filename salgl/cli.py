@@ -213,7 +213,9 @@ Gaussian noise):
   pairwise     the best model of every label, label-pair and (label, background) statistic
   scenes       the true scene mixture, given the background
 headroom = scenes - pairwise: what knowing the scenes could add to a global label graph plus
-the background (salgl/headroom.py; docs/results.md). Prints one JSON object."""
+the background (salgl/headroom.py; docs/results.md). Also how much of the true scene a
+classifier of the background alone recovers (agreement and NMI, exact): the bar that learned
+scenes must clear. Prints one JSON object."""
 
 
 def _headroom_parser(sub) -> None:
@@ -393,9 +395,14 @@ def _cmd_headroom(args):
     if not isinstance(cfg, FashionScenesConfig):
         raise SalglError(f"prepare.{args.dataset}: headroom needs an embedded dataset (the "
                          "fashion_scenes generator); its distribution is known exactly")
+    from salgl.scene_match import background_only_recovery
+
     result = headroom(fashion_scenes_distribution(cfg), args.signal, args.target_map,
                       args.images, args.seed)
-    result = {"dataset": args.dataset, **result}
+    background = background_only_recovery(cfg.num_scenes, cfg.background_match)
+    result = {"dataset": args.dataset, **result,
+              "background_only_scene_agreement": background["agreement"],
+              "background_only_scene_nmi": background["nmi"]}
     log.info("%s: Bayes-optimal test mAP: independent %.3f, pairwise + background %.3f, "
              "scenes + background %.3f; headroom %.4f +- %.4f (signal %.3f, %d images)",
              args.dataset, result["mAP_independent"], result["mAP_pairwise"],

@@ -180,7 +180,8 @@ def test_latin_matchings_needs_four_scenes() -> None:
 
 
 def test_the_command_prints_what_the_readme_quotes(tmp_path) -> None:
-    """`salgl headroom` as a user runs it, in its own process, from the repository root."""
+    """`salgl headroom` as a user runs it, in its own process, from the repository root: the
+    README's three headroom numbers, on the first edition's data and on today's default."""
     import json
     import os
     import subprocess
@@ -191,13 +192,25 @@ def test_the_command_prints_what_the_readme_quotes(tmp_path) -> None:
                               cwd=REPO, capture_output=True, text=True, timeout=300,
                               env={**os.environ, "PYTHONPATH": str(REPO)})
 
-    today = salgl("--target-map", "0.563", "--out", str(tmp_path / "today.json"))
-    assert today.returncode == 0, today.stderr
-    result = json.loads(today.stdout)
-    assert json.loads((tmp_path / "today.json").read_text()) == result
+    def headroom(*args: str) -> dict:
+        done = salgl(*args)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    first = ("--set", "structure=favoured", "--set", "scene_purity=0.85",
+             "--set", "background_match=0.6")
+    old = salgl(*first, "--target-map", "0.563", "--out", str(tmp_path / "old.json"))
+    assert old.returncode == 0, old.stderr
+    assert json.loads((tmp_path / "old.json").read_text()) == json.loads(old.stdout)
+    assert json.loads(old.stdout)["background_only_scene_agreement"] == pytest.approx(0.7)
+    default = headroom("--signal", "0.945")
+    fitted = headroom("--set", "scene_purity=0", "--target-map", "0.552")["signal"]
+    trained = headroom("--signal", f"{fitted:.3f}")
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert "`salgl headroom` computes from" in readme
-    assert f"by only {result['headroom']:.4f} test mAP" in readme
+    section = readme[readme.index("## Is scene awareness worth it?"):]
+    assert f"it is {json.loads(old.stdout)['headroom']:.4f} test mAP" in section
+    assert f"it is {default['headroom']:.3f} at the" in section
+    assert f"and {trained['headroom']:.3f} at the level of the models" in section
     refused = salgl("mscoco", "--signal", "1")
     assert refused.returncode == 2
     assert "prepare.mscoco: headroom needs an embedded dataset" in refused.stderr

@@ -47,11 +47,14 @@ def ablation_figure(runs: Sequence[dict[str, Any]], differences: Sequence[dict[s
         ax.set_title(DATA_TITLES.get(name, name), fontsize=FONT_LABEL)
         ax.grid(axis="y", alpha=0.3)
         ax.tick_params(labelsize=FONT)
-    for ax in axes[1:len(data)]:
-        ax.sharey(axes[0])
+    values = [r["mAP"] for r in runs]
+    pad = 0.05 * (max(values) - min(values) or 0.01)
+    for ax in axes[:len(data)]:  # one mAP scale, so the data compare at a glance
+        ax.set_ylim(min(values) - pad, max(values) + pad)
     axes[0].set_ylabel("test mAP", fontsize=FONT_LABEL)
-    axes[0].legend(fontsize=FONT_SMALL, loc="lower left",
-                   title="bar = mean; hollow = void", title_fontsize=FONT_SMALL)
+    axes[len(data) - 1].legend(fontsize=FONT_SMALL, loc="upper right",
+                               title="bar = mean of converged runs; hollow = void",
+                               title_fontsize=FONT_SMALL)
     _differences_panel(axes[-1], differences, data)
     fig.suptitle("Scene awareness ablation, second edition: test mAP per run and paired "
                  "differences", fontsize=FONT_TITLE)
@@ -81,10 +84,12 @@ def _differences_panel(ax, differences: Sequence[dict[str, Any]], data: Sequence
                 continue
             values = [v for k, v in row.items() if k.startswith("seed_")]
             ax.plot([x] * len(values), values, ".", color=f"C{j}", alpha=0.6, markersize=5)
-            ax.hlines(row["mean"], x - width / 3, x + width / 3, color=f"C{j}", linewidth=2.5,
-                      label=name if i == 0 else None)
+            ax.hlines(row["mean"], x - width / 3, x + width / 3, color=f"C{j}", linewidth=2.5)
             ax.vlines(x, row["bootstrap_low"], row["bootstrap_high"], color=f"C{j}",
                       linewidth=1)
+    for j, name in enumerate(series):
+        ax.plot([], [], "s", color=f"C{j}", label=f"Δ on {name}" if name != "DiD" else
+                "DiD (scene data minus control)")
     ax.axhline(0, color="0.3", linewidth=0.8)
     ax.set_xticks(range(len(comparisons)), comparisons, fontsize=FONT_SMALL)
     ax.set_ylabel("test mAP difference", fontsize=FONT_LABEL)
@@ -115,8 +120,11 @@ def convergence_figure(runs: Sequence[dict[str, Any]], data: Sequence[str],
                          f"{(titles or {}).get(variant, '')}".strip(), fontsize=FONT_SMALL)
             ax.grid(alpha=0.3)
             ax.tick_params(labelsize=FONT_SMALL)
+    from matplotlib.ticker import MaxNLocator
+
     for ax in axes[-1]:
         ax.set_xlabel("epoch", fontsize=FONT)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[:, 0]:
         ax.set_ylabel("validation mAP", fontsize=FONT)
     axes[0, 0].legend(fontsize=FONT_SMALL, loc="lower right")
