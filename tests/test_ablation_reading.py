@@ -109,8 +109,10 @@ def test_summary_pairs_seeds_drops_void_runs_and_bootstraps_over_test_images(
     assert [r["void"] for r in runs].count(True) == 1
     rows, verdicts = difference_rows(ablation, runs, ablation.rule,
                                      TestScores(ablation.rule, ablation.data))
-    by = {r["data"]: r for r in rows}
+    by = {r["data"]: r for r in rows if r["runs"] == "converged"}
     assert by["positive"]["seeds"] == 3 and "seed_2" not in by["positive"]  # seed 2 dropped
+    every = {r["data"]: r for r in rows if r["runs"] != "converged"}  # for the record
+    assert every["positive"]["seeds"] == 4 and "seed_2" in every["positive"]
     assert by["control"]["mean"] == pytest.approx(0.0, abs=1e-12)
     # identical scores on the control: every paired resample differs by exactly 0
     assert by["control"]["bootstrap_low"] == by["control"]["bootstrap_high"] == 0.0
@@ -119,3 +121,36 @@ def test_summary_pairs_seeds_drops_void_runs_and_bootstraps_over_test_images(
     assert pos["mean"] > 0.1 and pos["positive_seeds"] == 3
     assert by["DiD"]["mean"] == pytest.approx(pos["mean"])
     assert verdicts[0]["verdict"] == "inconclusive"  # 3 positive seeds, 4 needed
+    assert verdicts[0]["void_seeds"] == 1
+
+
+def test_a_comparison_without_a_converged_seed_is_unreadable(tmp_path: Path,
+                                                             monkeypatch) -> None:
+    """Every seed void: the summary says so instead of failing or reading void runs."""
+    import yaml
+
+    from salgl.ablation.design import Cell, load_ablation
+    from salgl.ablation.summary import UNREADABLE, TestScores, difference_rows, read_runs
+
+    monkeypatch.chdir(tmp_path)
+    params = {"data": ["positive", "control"], "variants": ["x", "y"], "seeds": [0, 1],
+              "comparisons": [["x", "y"]], "data_settings": {"positive": {}, "control": {}},
+              "variant_settings": {"x": {}, "y": {}},
+              "reading": {"scene_data": "positive", "control": "control",
+                          "bootstrap_samples": 20}}
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    ablation = load_ablation("params.yaml")
+    rng = np.random.default_rng(1)
+    targets = (rng.random((50, 3)) < 0.4).astype(np.uint8)
+    for seed in range(2):
+        for data in ("positive", "control"):
+            for variant in ("x", "y"):
+                rising = [0.4, 0.5, 0.6] if variant == "x" else [0.5, 0.5, 0.5]
+                _write_cell(Cell(data, variant, seed), rng.random(targets.shape), targets,
+                            rising)
+    runs = read_runs(ablation, ablation.rule)
+    rows, verdicts = difference_rows(ablation, runs, ablation.rule,
+                                     TestScores(ablation.rule, ablation.data))
+    assert verdicts == [{"comparison": "x-y", "seeds": 0, "void_seeds": 2,
+                         "verdict": UNREADABLE}]
+    assert {r["runs"] for r in rows} == {"all, void included (outside the rule)"}
