@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Set up (see setup.sh), then run the test suite (extra arguments go to pytest).
+# Set up (see setup.sh; with chromium), then run the test suite (extra arguments go to pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+SALGL_SETUP_BROWSER=1 bash scripts/setup.sh  # chromium too, for the offline plots page test
 # shellcheck disable=SC1091
 source .venv/bin/activate
 # Two or more test processes (pytest-xdist), split by file: many tests spend their time

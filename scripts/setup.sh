@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # Set up everything the pipeline and the tests need, idempotently:
 #   - Debian's dataset-fashion-mnist (when run as root with apt-get available),
+#   - with SALGL_SETUP_BROWSER=1 (scripts/run-tests.sh sets it), Debian's chromium the same
+#     way, so that the test that draws the offline plots page in a browser runs,
 #   - a virtual environment in .venv with PyTorch and this package (editable, with dev tools).
 # Override the PyTorch pins with SALGL_TORCH="torch==X torchvision==Y" for another platform.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 fmnist=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
-if [ ! -e "$fmnist" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "setup: installing Debian's dataset-fashion-mnist" >&2
+debian=()
+[ -e "$fmnist" ] || debian+=(dataset-fashion-mnist)
+if [ "${SALGL_SETUP_BROWSER:-0}" = 1 ] && ! command -v chromium >/dev/null; then
+    debian+=(chromium)
+fi
+if [ ${#debian[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing Debian's ${debian[*]}" >&2
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        dataset-fashion-mnist >/dev/null) || echo "setup: warning: apt-get failed" >&2
+        "${debian[@]}" >/dev/null) || echo "setup: warning: apt-get failed" >&2
 fi
 
 python=${PYTHON:-python3}
