@@ -195,3 +195,13 @@ def test_readme_headline_numbers_are_the_committed_table() -> None:
     assert f"SALGL scored\n  {-float(ad['mean']):.3f} below the plain backbone" in section
     void = [r for r in read_csv(REPO / "results/ablation_convergence.csv") if r["status"] == "void"]
     assert f"{len(void)} of 40 runs are void" in section
+
+    # the design as the params file has it, and the learned scenes' range over seeds
+    params = yaml.safe_load((REPO / "experiments/ablation/params.yaml").read_text())
+    runs = len(params["data"]) * len(params["variants"]) * len(params["seeds"])
+    assert runs == 40 and len(params["seeds"]) == 5
+    assert (params["train"]["img_size"], params["train"]["epochs"]) == (32, 16)
+    assert "(40 runs, five paired seeds, 32 px, ResNet-10t from scratch, 16 epochs," in section
+    nmi = [json.loads(path.read_text())["positive-a"]["scene_nmi"]
+           for path in sorted((REPO / "metrics/ablation").glob("seed-*.json"))]
+    assert f"NMI\n  {min(nmi):.2f} to {max(nmi):.2f} across seeds" in section

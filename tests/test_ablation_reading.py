@@ -57,6 +57,23 @@ def test_a_run_is_void_until_its_validation_map_stops_rising() -> None:
     assert is_void([0.6, 0.6], RULE)  # too short to tell
 
 
+def _two_variant_ablation(seeds: int, bootstrap_samples: int):
+    """A params file in the working folder: variants x and y on the positive control and its
+    control, compared x - y; the ablation it describes."""
+    import yaml
+
+    from salgl.ablation.design import load_ablation
+
+    params = {"data": ["positive", "control"], "variants": ["x", "y"],
+              "seeds": list(range(seeds)), "comparisons": [["x", "y"]],
+              "data_settings": {"positive": {}, "control": {}},
+              "variant_settings": {"x": {}, "y": {}},
+              "reading": {"scene_data": "positive", "control": "control",
+                          "bootstrap_samples": bootstrap_samples}}
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    return load_ablation("params.yaml")
+
+
 def _write_cell(cell, scores, targets, history) -> None:
     """One cell's test scores, and its entry in its group's metrics and cost files."""
     import json
@@ -81,20 +98,12 @@ def _write_cell(cell, scores, targets, history) -> None:
 def test_summary_pairs_seeds_drops_void_runs_and_bootstraps_over_test_images(
         tmp_path: Path, monkeypatch) -> None:
     """Variant x scores better than y on the scene data only; one run of seed 2 is void."""
-    import yaml
 
-    from salgl.ablation.design import Cell, load_ablation
+    from salgl.ablation.design import Cell
     from salgl.ablation.summary import TestScores, difference_rows, read_runs
 
     monkeypatch.chdir(tmp_path)
-    params = {"data": ["positive", "control"], "variants": ["x", "y"], "seeds": [0, 1, 2, 3],
-              "comparisons": [["x", "y"]],
-              "data_settings": {"positive": {}, "control": {}},
-              "variant_settings": {"x": {}, "y": {}},
-              "reading": {"scene_data": "positive", "control": "control",
-                          "bootstrap_samples": 300}}
-    Path("params.yaml").write_text(yaml.safe_dump(params))
-    ablation = load_ablation("params.yaml")
+    ablation = _two_variant_ablation(seeds=4, bootstrap_samples=300)
     rng = np.random.default_rng(0)
     targets = (rng.random((400, 5)) < 0.3).astype(np.uint8)
     flat = [0.5, 0.6, 0.6, 0.6]
@@ -127,19 +136,12 @@ def test_summary_pairs_seeds_drops_void_runs_and_bootstraps_over_test_images(
 def test_a_comparison_without_a_converged_seed_is_unreadable(tmp_path: Path,
                                                              monkeypatch) -> None:
     """Every seed void: the summary says so instead of failing or reading void runs."""
-    import yaml
 
-    from salgl.ablation.design import Cell, load_ablation
+    from salgl.ablation.design import Cell
     from salgl.ablation.summary import UNREADABLE, TestScores, difference_rows, read_runs
 
     monkeypatch.chdir(tmp_path)
-    params = {"data": ["positive", "control"], "variants": ["x", "y"], "seeds": [0, 1],
-              "comparisons": [["x", "y"]], "data_settings": {"positive": {}, "control": {}},
-              "variant_settings": {"x": {}, "y": {}},
-              "reading": {"scene_data": "positive", "control": "control",
-                          "bootstrap_samples": 20}}
-    Path("params.yaml").write_text(yaml.safe_dump(params))
-    ablation = load_ablation("params.yaml")
+    ablation = _two_variant_ablation(seeds=2, bootstrap_samples=20)
     rng = np.random.default_rng(1)
     targets = (rng.random((50, 3)) < 0.4).astype(np.uint8)
     for seed in range(2):

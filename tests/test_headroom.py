@@ -212,6 +212,9 @@ def test_the_command_prints_what_the_readme_quotes(tmp_path) -> None:
     assert f"it is {json.loads(old.stdout)['headroom']:.4f} test mAP" in section
     assert f"it is {default['headroom']:.3f} at the" in section
     assert f"and {trained['headroom']:.3f} at the level of the models" in section
+    default_run = readme[readme.index("### What the default run gives"):]
+    assert f"against {json.loads(old.stdout)['headroom']:.4f} on the data the default" in (
+        default_run.replace("\n", " "))
     refused = salgl("mscoco", "--signal", "1")
     assert refused.returncode == 2
     assert "prepare.mscoco: headroom needs an embedded dataset" in refused.stderr

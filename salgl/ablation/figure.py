@@ -69,10 +69,9 @@ def _differences_panel(ax, differences: Sequence[dict[str, Any]], data: Sequence
     comparisons = list(dict.fromkeys(r["comparison"] for r in differences))
     width = 0.8 / len(series)
     for j, name in enumerate(series):
-        rows = {r["comparison"]: r for r in differences
-                if r["data"] == name and r.get("runs", "converged") == "converged"}
-        every = {r["comparison"]: r for r in differences
-                 if r["data"] == name and r.get("runs", "converged") != "converged"}
+        mine = [r for r in differences if r["data"] == name]
+        rows = {r["comparison"]: r for r in mine if r["runs"] == "converged"}  # the rule's
+        every = {r["comparison"]: r for r in mine if r["runs"] != "converged"}
         for i, comparison in enumerate(comparisons):
             x = i + (j - (len(series) - 1) / 2) * width
             if comparison in every:

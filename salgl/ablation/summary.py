@@ -95,8 +95,8 @@ def summary_rows(ablation: Ablation, runs: list[dict]) -> list[dict[str, Any]]:
     rows = []
     for data in ablation.data:
         for variant in ablation.variants:
-            group = [r for r in _group(runs, data, variant).values() if not r["void"]]
             everything = _group(runs, data, variant)
+            group = [r for r in everything.values() if not r["void"]]
             row: dict[str, Any] = {"data": data, "variant": variant,
                                    "settings": describe(ablation, variant),
                                    "runs": len(group), "void_runs": len(everything) - len(group)}
@@ -140,8 +140,8 @@ class TestScores:
 
         if cell not in self._maps:
             pred = Predictions.load(self.paths.scores(cell))
-            order = self._order.setdefault(cell.data, pred.paths or [])
-            if (pred.paths or []) != order:
+            images = pred.paths or []
+            if images != self._order.setdefault(cell.data, images):
                 raise SalglError(f"{self.paths.scores(cell)}: test images differ from the "
                                  f"other runs on {cell.data}; run the cell again")
             if cell.data not in self._counts:
