@@ -267,24 +267,31 @@ def _ablation_parser(sub) -> None:
 
 
 def _overrides(items: Sequence[str]) -> dict:
-    import yaml
+    """--set KEY=VALUE pairs; VALUE is read as YAML, as it would be in params.yaml."""
+    from salgl.errors import shown
+    from salgl.yaml_text import read_yaml
 
     values = {}
     for item in items:
         if "=" not in item:
-            raise SalglError(f"--set {item!r}: expected KEY=VALUE")
+            raise SalglError(f"--set {shown(item)}: expected KEY=VALUE")
         key, value = item.split("=", 1)
-        values[key.strip()] = yaml.safe_load(value)
+        values[key.strip()] = read_yaml(value, f"--set {shown(key.strip(), 40)}")
     return values
 
 
 def _dataset_params(args: argparse.Namespace, stage: str):
-    from salgl.config import dataset_params, load_params
+    from collections.abc import Mapping
+
+    from salgl.config import dataset_params, load_params, stage_section
 
     params = load_params(args.params)
     if args.overrides:
-        section = dict((params.get(stage) or {}).get(args.dataset) or {})
-        section.update(_overrides(args.overrides))
+        section = stage_section(params, stage, args.dataset) or {}
+        if not isinstance(section, Mapping):
+            raise SalglError(f"{args.params}: {stage}.{args.dataset}: expected a mapping of "
+                             "settings")
+        section = {**section, **_overrides(args.overrides)}
         params = {**params, stage: {**(params.get(stage) or {}), args.dataset: section}}
     return dataset_params(params, args.dataset, stage)
 

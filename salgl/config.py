@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
-from salgl.errors import SalglError
+from salgl.errors import SalglError, shown
 from salgl.paths import PARAMS
+from salgl.yaml_text import read_yaml
 
 T = TypeVar("T")
 
@@ -275,7 +274,7 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
                 return _check_type(value, arg, key)
             except SalglError as exc:
                 errors.append(str(exc))
-        raise SalglError(errors[0] if errors else f"{key}: invalid value {value!r}")
+        raise SalglError(errors[0] if errors else f"{key}: invalid value {shown(value)}")
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -294,8 +293,15 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
     elif tp is list or origin is list:
         if isinstance(value, list):
             return list(value)
-    shown = "null" if value is None else f"{value!r} ({type(value).__name__})"
-    raise SalglError(f"{key}: expected {_type_name(tp)}, got {shown}")
+    found = "null" if value is None else f"{shown(value)} ({type(value).__name__})"
+    raise SalglError(f"{key}: expected {_type_name(tp)}, got {found}")
+
+
+def _key_text(key: Any) -> str:
+    """A settings key as a message shows it: plain when short and printable, else quoted."""
+    if isinstance(key, str) and key.isprintable() and len(key) <= 40:
+        return key
+    return shown(key, 40)
 
 
 def parse(cls: type[T], data: Any, where: str, check: bool = True) -> T:
@@ -308,10 +314,11 @@ def parse(cls: type[T], data: Any, where: str, check: bool = True) -> T:
         raise SalglError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(set(data) - known, key=str)
     if unknown:
         known_list = ", ".join(sorted(known))
-        raise SalglError(f"{where}.{unknown[0]}: unknown setting (known: {known_list})")
+        raise SalglError(f"{where}.{_key_text(unknown[0])}: unknown setting (known: "
+                         f"{known_list})")
     values = {}
     for f in dataclasses.fields(cls):
         key = f"{where}.{f.name}"
@@ -321,7 +328,7 @@ def parse(cls: type[T], data: Any, where: str, check: bool = True) -> T:
         meta = f.metadata
         if meta.get("choices") is not None and value not in meta["choices"]:
             options = ", ".join("null" if c is None else str(c) for c in meta["choices"])
-            raise SalglError(f"{key}: {value!r} is not one of {options}")
+            raise SalglError(f"{key}: {shown(value)} is not one of {options}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             lo, hi = meta.get("lo"), meta.get("hi")
             if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
@@ -361,18 +368,14 @@ def load_params(path: str | Path = PARAMS) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SalglError(f"{path}: no such file (run from the repository root)") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
-        raise SalglError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    data = read_yaml(text, str(path))
     if not isinstance(data, dict):
         raise SalglError(f"{path}: expected a mapping at the top level")
     return data
 
 
-def _section(params: Mapping, stage: str, dataset: str) -> Any:
+def stage_section(params: Mapping, stage: str, dataset: str) -> Any:
+    """``params[stage][dataset]`` as written (``{}`` when absent), checked to be reachable."""
     group = params.get(stage, {})
     if group is None:
         return {}
@@ -384,7 +387,7 @@ def _section(params: Mapping, stage: str, dataset: str) -> Any:
 def dataset_params(params: Mapping, dataset: str, stage: str | None = None) -> DatasetParams:
     """Validated settings of ``dataset`` from a loaded params mapping. With ``stage``, the
     training settings' backbone check (which imports timm, seconds) runs only for train."""
-    prepare_raw = _section(params, "prepare", dataset)
+    prepare_raw = stage_section(params, "prepare", dataset)
     if dataset not in DATASETS and not (isinstance(prepare_raw, Mapping)
                                         and "format" in prepare_raw):
         raise SalglError(f"unknown dataset {dataset!r} (built in: {', '.join(DATASETS)}; for "
@@ -396,12 +399,12 @@ def dataset_params(params: Mapping, dataset: str, stage: str | None = None) -> D
     return DatasetParams(
         name=dataset,
         prepare=prepare,
-        embed=parse(EmbedConfig, _section(params, "embed", dataset), f"embed.{dataset}"),
-        train=parse(TrainConfig, _section(params, "train", dataset), f"train.{dataset}",
+        embed=parse(EmbedConfig, stage_section(params, "embed", dataset), f"embed.{dataset}"),
+        train=parse(TrainConfig, stage_section(params, "train", dataset), f"train.{dataset}",
                     check=stage in (None, "train")),
-        evaluate=parse(EvaluateConfig, _section(params, "evaluate", dataset),
+        evaluate=parse(EvaluateConfig, stage_section(params, "evaluate", dataset),
                        f"evaluate.{dataset}"),
-        plots=parse(PlotsConfig, _section(params, "plots", dataset), f"plots.{dataset}"),
+        plots=parse(PlotsConfig, stage_section(params, "plots", dataset), f"plots.{dataset}"),
         image_root=_image_root(params, dataset),
     )
 
