@@ -27,6 +27,7 @@ import numpy as np
 
 from salgl.atomic import atomic_path
 from salgl.errors import SalglError
+from salgl.npy_files import check_npz
 
 REQUIRED = ("scores", "targets")
 OPTIONAL = ("scene_probs", "labels", "paths", "ignore")
@@ -70,6 +71,7 @@ class Predictions:
         if magic != b"PK\x03\x04":  # every .npz is a zip archive
             raise SalglError(f"{path}: not an .npz archive (expected a NumPy .npz with keys "
                              "scores and targets, as `salgl evaluate` writes)")
+        check_npz(path)
         try:
             data = np.load(path, allow_pickle=False)
         except _READ_ERRORS as exc:

@@ -47,6 +47,7 @@ from salgl.errors import SalglError
 from salgl.losses import SalglCriterion
 from salgl.metrics import average_precision, mean_ap
 from salgl.model import BackboneModel, GatherFn, SalglConfig, create_model
+from salgl.npy_files import load_npy
 from salgl.resume import ResumeState, TrainingState
 from salgl.runtime import autocast_dtype, keep_freed_memory, loader_workers, select_device
 from salgl.selection import Selection
@@ -107,7 +108,7 @@ def load_label_vectors(embed_dir: Path, labels: list[str]) -> tuple[np.ndarray, 
     for path in (vectors_path, info_path):
         if not path.is_file():
             raise SalglError(f"{path}: missing (run the embed stage first)")
-    vectors = np.load(vectors_path, allow_pickle=False)
+    vectors = load_npy(vectors_path)
     info = json.loads(info_path.read_text(encoding="utf-8"))
     if vectors.ndim != 2 or vectors.shape[0] != len(labels):
         raise SalglError(f"{vectors_path}: shape {vectors.shape} does not match "
