@@ -90,6 +90,9 @@ class OwnDatasetConfig:
     annotations: str | dict | None = _f(None, doc="the annotation file, or {train: F, val: F, "
                                         "test: F} (coco) / the table (csv, onehot)")
     images: str | dict | None = _f(None, doc="the image folder, or one per split (coco)")
+    absolute_paths: bool = _f(False, doc="allow absolute image paths in the annotations (never "
+                              "under /proc, /sys or /dev); relative ones stay inside the images "
+                              "folder, '..' is refused")
     keep_unannotated: bool = _f(False, doc="coco: keep images without annotations as "
                                 "all-negative (default: drop them, as for MS-COCO)")
     image_column: str | None = _f(None, doc="csv/onehot: null = image, image_name, filename, "
@@ -120,9 +123,16 @@ class OwnDatasetConfig:
                 if self.format != "coco" and key == "annotations":
                     raise SalglError(f"{where}.{key}: one table for format {self.format} "
                                      "(give its splits in split_column)")
-                bad = sorted(set(value) - {"train", "val", "valid", "validation", "test"})
+                bad = sorted(set(value) - {"train", "val", "valid", "validation", "test"},
+                             key=str)
                 if bad:
-                    raise SalglError(f"{where}.{key}.{bad[0]}: not a split (train, val, test)")
+                    raise SalglError(f"{where}.{key}.{_key_text(bad[0])}: not a split (train, "
+                                     "val, test)")
+        for item in self.non_label_columns:
+            if not isinstance(item, str):
+                raise SalglError(f"{where}.non_label_columns: {shown(item)} "
+                                 f"({type(item).__name__}) is not a column name; write the "
+                                 "header's text (a number in quotes: '5')")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import numpy as np
 from salgl.config import OwnDatasetConfig
 from salgl.data.formats.collection import Collection, split_name
 from salgl.data.images import Sample, drop_unreadable, label_counts, write_real_prepared
+from salgl.data.prepared import listed_path
 from salgl.data.split import stratified_split, three_way_split
 from salgl.errors import SalglError
 
@@ -46,14 +47,16 @@ def read_collection(name: str, cfg: OwnDatasetConfig) -> Collection:
     annotations = _paths(cfg.annotations, f"{where}.annotations")
     images = _paths(cfg.images, f"{where}.images")
     if cfg.format == "coco":
-        return read_coco(annotations, images, cfg.keep_unannotated)
+        return read_coco(annotations, images, cfg.keep_unannotated, cfg.absolute_paths)
     if isinstance(images, dict):
         raise SalglError(f"{where}.images: one folder for format {cfg.format}")
     if cfg.format == "csv":
         return read_csv_tags(annotations, images, cfg.image_column, cfg.tags_column,
-                             cfg.tag_separator, cfg.extension, cfg.split_column)
+                             cfg.tag_separator, cfg.extension, cfg.split_column,
+                             cfg.absolute_paths)
     return read_onehot(annotations, images, cfg.image_column, cfg.non_label_columns,
-                       cfg.uncertain, cfg.missing, cfg.extension, cfg.split_column)
+                       cfg.uncertain, cfg.missing, cfg.extension, cfg.split_column,
+                       cfg.absolute_paths)
 
 
 def _targets(samples: list[Sample], index: dict[str, int]) -> np.ndarray:
@@ -105,10 +108,11 @@ def check_training_labels(labels: list[str], train: list[Sample], min_positives:
 
 
 def image_root(cfg: OwnDatasetConfig) -> Path:
-    """The folder the prepared lists' image paths are relative to."""
+    """The folder the prepared lists' image paths are relative to (the folders as written,
+    links not resolved, as the lists name the images: prepared.listed_path)."""
     if isinstance(cfg.images, str):
         return Path(cfg.images)
-    return Path(os.path.commonpath([str(Path(p).resolve()) for p in cfg.images.values()]))
+    return Path(os.path.commonpath([os.path.abspath(p) for p in cfg.images.values()]))
 
 
 def prepare_own(name: str, cfg: OwnDatasetConfig, out: Path, progress: bool = True,
@@ -117,10 +121,13 @@ def prepare_own(name: str, cfg: OwnDatasetConfig, out: Path, progress: bool = Tr
     where = f"prepare.{name}"
     collection = read_collection(name, cfg)
     splits = make_splits(collection, cfg, where)
-    kept, skipped = drop_unreadable(splits, cfg.strict, workers, progress)
+    root = image_root(cfg)
+    kept, skipped = drop_unreadable(splits, cfg.strict, workers, progress, root)
     check_training_labels(collection.labels, kept["train"], cfg.min_positives, where)
-    # an image dropped from a named split counts there; from unsplit data, under train
-    dropped = [{"split": "train", **item} for item in collection.dropped]
+    # an image dropped from a named split counts there; from unsplit data, under train; its
+    # path recorded as the lists would name it (inside the image folder)
+    dropped = [{"split": "train", **item, "path": listed_path(item["path"], root)}
+               for item in collection.dropped]
     extra = {"format": cfg.format, "notes": collection.notes}
     source = Path(cfg.annotations if isinstance(cfg.annotations, str)
                   else os.path.commonpath(list(cfg.annotations.values())))
@@ -128,7 +135,7 @@ def prepare_own(name: str, cfg: OwnDatasetConfig, out: Path, progress: bool = Tr
                                skipped, None, with_ignore=True, extra=extra,
                                val_fraction=cfg.val_fraction, seed=cfg.seed,
                                ignore_splits=("train", "val", "test"),
-                               image_root=image_root(cfg))
+                               image_root=root)
     for note in collection.notes:
         log.info("%s: %s", name, note)
     return meta

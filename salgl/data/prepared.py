@@ -4,8 +4,8 @@ Files: labels.txt, train.tsv, val.tsv, test.tsv, optional ignore.npy, meta.json.
 validation split (val.tsv) is carved from the training data at prepare time; a dataset
 prepared without one (val_fraction 0, or an older salgl) still loads, with ``val`` None.
 
-Every reader error names the file and line; every writer refuses label names that would
-break the two-column layout.
+Every reader error names the file and line; writers and readers refuse, by one rule
+(``name_problem``), image names and labels that would break the two-column layout.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from salgl.atomic import atomic_path, write_json, write_text
-from salgl.errors import SalglError
+from salgl.errors import SalglError, shown
+from salgl.npy_files import load_npy
 
 SPLITS = ("train", "val", "test")
 
@@ -65,20 +67,65 @@ class PreparedDataset:
         return found
 
 
+# Characters the lists cannot hold: str.splitlines ends a line at \n, \r, \x0b, \x0c,
+# \x1c-\x1e, \x85, U+2028 and U+2029; a tab splits the columns; other control and invisible
+# format characters would reach terminals and logs as escapes (an ANSI colour code), and a
+# lone surrogate (from a JSON "\ud800") cannot be written as UTF-8 at all.
+UNLISTABLE = {"Cc": "a control character", "Cf": "an invisible format character",
+              "Cs": "a lone surrogate", "Zl": "a line separator", "Zp": "a paragraph separator"}
+CHARACTER_WORDS = {"\t": "a tab", "\n": "a newline", "\r": "a carriage return"}
+EMPTY_LABEL = "is empty or has surrounding spaces"
+
+
+def unlistable_character(text: str) -> str | None:
+    """Words for the first character of ``text`` the lists cannot hold, or None."""
+    if text.isprintable():  # the usual case, in C; Zs (no-break spaces) are fine but land below
+        return None
+    for char in text:
+        kind = UNLISTABLE.get(unicodedata.category(char))
+        if kind:
+            return CHARACTER_WORDS.get(char) or f"U+{ord(char):04X} ({kind})"
+    return None
+
+
+def name_problem(name: str, label: bool) -> str | None:
+    """Why ``name`` cannot stand in the prepared format, or None: the one rule that the format
+    readers (at their source row), the writers and the list readers all apply. A label also
+    may not hold a comma (the label separator) nor surrounding spaces (the readers strip)."""
+    if not name or (label and name != name.strip()):
+        return EMPTY_LABEL if label else "is empty"
+    if label and "," in name:
+        return "contains a comma"
+    character = unlistable_character(name)
+    return f"contains {character}" if character else None
+
+
 def check_label_names(labels: Sequence[str], where: str) -> None:
     """Refuse names the list format cannot hold and duplicates, naming the culprit."""
     seen: dict[str, int] = {}
     for i, name in enumerate(labels):
-        if not name or name != name.strip():
-            raise SalglError(f"{where}: label {i + 1} {name!r} is empty or has surrounding "
-                             "spaces")
-        for bad, word in (("\t", "a tab"), (",", "a comma"), ("\n", "a newline"), ("\r", "a CR")):
-            if bad in name:
-                raise SalglError(f"{where}: label {name!r} contains {word}")
+        problem = name_problem(name, label=True)
+        if problem == EMPTY_LABEL:
+            raise SalglError(f"{where}: label {i + 1} {shown(name)} {problem}")
+        if problem:
+            raise SalglError(f"{where}: label {shown(name)} {problem}")
         if name in seen:
-            raise SalglError(f"{where}: duplicate label {name!r} "
+            raise SalglError(f"{where}: duplicate label {shown(name)} "
                              f"(entries {seen[name]} and {i + 1})")
         seen[name] = i + 1
+
+
+def check_list_entries(entries: Sequence[tuple[str, Sequence[str]]], where: str) -> None:
+    """Refuse an image name or label a list line cannot hold, naming ``where`` and the entry
+    (a backstop: the format readers refuse these at their source row already)."""
+    for number, (image, names) in enumerate(entries, start=1):
+        problem = name_problem(image, label=False)
+        if problem:
+            raise SalglError(f"{where}: entry {number}: image {shown(image)} {problem}")
+        for name in names:
+            problem = name_problem(name, label=True)
+            if problem:
+                raise SalglError(f"{where}: entry {number}: label {shown(name)} {problem}")
 
 
 def display_path(path: str | Path, base: Path | None = None) -> str:
@@ -97,7 +144,20 @@ def write_labels(path: Path, labels: Sequence[str]) -> None:
 
 
 def write_list(path: Path, entries: Iterable[tuple[str, Sequence[str]]]) -> None:
+    entries = list(entries)
+    check_list_entries(entries, str(path))
     write_text(path, "".join(f"{p}\t{','.join(names)}\n" for p, names in entries))
+
+
+def listed_path(path: str | Path, root: Path) -> str:
+    """How the lists and meta.json name an image: relative to ``root`` when it lies inside
+    it as written (a link in the image folder keeps its own name, not its target's), else as
+    ``display_path`` shows it (relative once links are resolved, else absolute)."""
+    absolute, base = os.path.abspath(path), os.path.abspath(root)
+    relative = os.path.relpath(absolute, base)
+    if relative != os.pardir and not relative.startswith(os.pardir + os.sep):
+        return Path(relative).as_posix()
+    return display_path(absolute, Path(base))
 
 
 def ignore_file(split: str) -> str:
@@ -130,10 +190,11 @@ def read_labels(path: Path) -> list[str]:
         if not name:
             continue
         if name in seen:
-            raise SalglError(f"{path}:{number}: duplicate label {name!r} "
+            raise SalglError(f"{path}:{number}: duplicate label {shown(name)} "
                              f"(first on line {seen[name]})")
-        if "\t" in name or "," in name:
-            raise SalglError(f"{path}:{number}: label {name!r} contains a tab or comma")
+        problem = name_problem(name, label=True)
+        if problem:
+            raise SalglError(f"{path}:{number}: label {shown(name)} {problem}")
         seen[name] = number
         labels.append(name)
     if not labels:
@@ -156,8 +217,9 @@ def read_list(path: Path, labels: Sequence[str], base: Path | None = None) -> Sp
         if "\t" not in line:
             raise SalglError(f"{path}:{number}: expected 'image<TAB>label,label,...', found no tab")
         image, names = line.split("\t", 1)
-        if not image:
-            raise SalglError(f"{path}:{number}: empty image path")
+        problem = name_problem(image, label=False)
+        if problem:
+            raise SalglError(f"{path}:{number}: image path {shown(image)} {problem}")
         row = []
         for name in filter(None, (n.strip() for n in names.split(","))):
             if name not in index:
@@ -225,7 +287,7 @@ def load_prepared(root: str | Path, base: Path | None = None,
         path = root / ignore_file(name)
         if split is None or not path.exists():
             continue
-        split.ignore = np.load(path, allow_pickle=False)
+        split.ignore = load_npy(path)
         if split.ignore.shape != split.targets.shape:
             raise SalglError(f"{path}: shape {split.ignore.shape} does not match {name} "
                              f"images x labels {split.targets.shape}")

@@ -5,8 +5,9 @@ boxes and masks are not read, so empty or absent ``bbox``/``segmentation`` are f
 order is the categories sorted by id (ids may start at 0 or 1 and have gaps). Tools export a
 placeholder parent category that no annotation uses (Roboflow's id 0); any such category is
 left out of the labels and named in the notes. ``file_name`` is relative to the images folder
-and may hold sub-folders (backslashes read as slashes). Only images that end up in the
-collection are checked to exist; unannotated images that are dropped are not.
+and may hold sub-folders (backslashes read as slashes), never ``..`` (references.py). Only
+images that end up in the collection are checked to exist; unannotated images that are dropped
+are not, but their names obey the same rules, since meta.json records them.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from pathlib import Path
 from salgl.data.coco import load_json
 from salgl.data.formats.collection import ALL, NAMED_SPLITS, Collection, check_collection
 from salgl.data.formats.collection import split_name as normal_split
+from salgl.data.formats.references import file_problem, image_reference
 from salgl.data.images import Sample
-from salgl.data.prepared import check_label_names, display_path
-from salgl.errors import SalglError
+from salgl.data.prepared import check_label_names
+from salgl.errors import SalglError, shown
 
 KEYS = ("images", "annotations", "categories")
 
@@ -81,17 +83,18 @@ def _used_categories(data: dict, path: Path, names: dict[int, str]) -> dict[obje
         if not _is_id(iid):
             raise SalglError(f"{path}: images[{i}]: id {iid!r} is not an integer or string")
         if iid in used:
-            raise SalglError(f"{path}: image id {iid} is defined twice")
+            raise SalglError(f"{path}: image id {_id_text(iid)} is defined twice")
         used[iid] = set()
     for i in range(len(data["annotations"])):
         ann = _entry(data, "annotations", i, ("image_id", "category_id"), path)
-        which = f"annotation id {ann['id']}" if "id" in ann else f"annotations[{i}]"
+        which = f"annotation id {_id_text(ann['id'])}" if "id" in ann else f"annotations[{i}]"
         cid = ann["category_id"]
         if not _is_id(cid) or cid not in names:
-            raise SalglError(f"{path}: {which}: category_id {cid} is not defined in categories")
+            raise SalglError(f"{path}: {which}: category_id {shown(cid)} is not defined in "
+                             "categories")
         iid = ann["image_id"]
         if not _is_id(iid) or iid not in used:
-            raise SalglError(f"{path}: {which}: image_id {iid} names no image in images")
+            raise SalglError(f"{path}: {which}: image_id {shown(iid)} names no image in images")
         used[iid].add(cid)
     return used
 
@@ -140,11 +143,26 @@ def _check_same_categories(names: dict[int, str], first: Path, other: dict[int, 
                      f"here, {names.get(cid)!r} there)")
 
 
+def _id_text(iid: object) -> str:
+    """An image id as messages show it: plain when printable, else quoted with escapes."""
+    return str(iid) if str(iid).isprintable() else shown(iid)
+
+
+def _image_file(image: dict, path: Path, folder: Path, absolute_paths: bool) -> Path:
+    """The file an image entry's ``file_name`` names below ``folder`` (references.py)."""
+    file_name = image["file_name"]
+    where = f"{path}: image id {_id_text(image['id'])}"
+    if not isinstance(file_name, str) or not file_name.strip():
+        raise SalglError(f"{where}: file_name {shown(file_name)} is not a file name")
+    return image_reference(file_name, folder, where, absolute_paths).path
+
+
 def read_coco(annotations: Path | dict[str, Path], images: Path | dict[str, Path],
-              keep_unannotated: bool = False) -> Collection:
+              keep_unannotated: bool = False, absolute_paths: bool = False) -> Collection:
     """Read one COCO file (split "all") or one per split ({"train": file, ...}; "valid" and
     "validation" mean val); ``images`` is one folder or one per split. Images without any
-    annotation are dropped, or kept with no label present when ``keep_unannotated``."""
+    annotation are dropped, or kept with no label present when ``keep_unannotated``.
+    ``file_name`` stays inside its folder; absolute ones only with ``absolute_paths``."""
     parts = _by_split(annotations, images)
     for _, _, folder in parts:
         if not folder.is_dir():
@@ -173,18 +191,16 @@ def read_coco(annotations: Path | dict[str, Path], images: Path | dict[str, Path
     for (split, path, folder, data), per_image in zip(loaded, used_per_file, strict=True):
         samples = splits.setdefault(split, [])
         for image in data["images"]:
-            file_name = image["file_name"]
-            if not isinstance(file_name, str) or not file_name.strip():
-                raise SalglError(f"{path}: image id {image['id']}: file_name {file_name!r} is "
-                                 "not a file name")
-            image_path = folder / file_name.strip().replace("\\", "/")
+            image_path = _image_file(image, path, folder, absolute_paths)
             cids = per_image[image["id"]]
             if not cids and not keep_unannotated:
-                entry = {"path": display_path(image_path), "reason": "no annotation"}
+                entry = {"path": image_path.as_posix(), "reason": "no annotation"}
                 dropped.append(entry if split == ALL else {**entry, "split": split})
                 continue
-            if not image_path.is_file():
-                raise SalglError(f"{path}: image id {image['id']}: {image_path} not found")
+            problem = file_problem(image_path)
+            if problem:
+                raise SalglError(f"{path}: image id {_id_text(image['id'])}: {image_path} "
+                                 f"{problem}")
             samples.append(Sample(image_path, [kept[c] for c in kept if c in cids]))
     unannotated = sum(not c for per_image in used_per_file for c in per_image.values())
     if unannotated:

@@ -7,12 +7,12 @@ preparing and image decoding lets each be tested on tiny inputs and reused by th
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
+from salgl.data.formats.references import image_key
 from salgl.data.images import Sample
 from salgl.data.prepared import check_label_names
-from salgl.errors import SalglError
+from salgl.errors import SalglError, shown
 
 NAMED_SPLITS = ("train", "val", "test")
 ALL = "all"
@@ -56,8 +56,9 @@ def check_collection(c: Collection, where: str) -> None:
     """Refuse a collection the pipeline could not use, naming ``where`` and the culprit.
 
     Label names must suit the prepared format; splits must be train/val/test or exactly all,
-    each non-empty; no image may appear twice (within or across splits); every sample's label
-    and ignored names must be labels of the collection.
+    each non-empty; no image may appear twice (within or across splits, however its path is
+    written: references.image_key); every sample's label and ignored names must be labels of
+    the collection.
     """
     check_label_names(c.labels, where)
     problem = _split_keys_problem(list(c.splits))
@@ -69,7 +70,7 @@ def check_collection(c: Collection, where: str) -> None:
         if not samples:
             raise SalglError(f"{where}: split {name!r} has no images")
         for sample in samples:
-            key = os.path.normpath(sample.path)
+            key = image_key(sample.path)
             if key in seen:
                 place = (f"twice in split {name!r}" if seen[key] == name
                          else f"in splits {seen[key]!r} and {name!r}")
@@ -78,4 +79,4 @@ def check_collection(c: Collection, where: str) -> None:
             unknown = [n for n in (*sample.labels, *sample.ignored) if n not in known]
             if unknown:
                 raise SalglError(f"{where}: image {sample.path} has unknown label "
-                                 f"{unknown[0]!r}")
+                                 f"{shown(unknown[0])}")

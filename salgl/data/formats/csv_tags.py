@@ -39,9 +39,11 @@ def _case_notes(labels: list[str]) -> list[str]:
 
 def read_csv_tags(table: Path, images: Path, image_column: str | None = None,
                   tags_column: str | None = None, tag_separator: str = " ",
-                  extension: str | None = None, split_column: str | None = None) -> Collection:
-    """Read a tag table; image names are relative to ``images``, ``extension`` is appended
-    to names without one. Splits come from ``split_column`` (train/val/test) or are "all"."""
+                  extension: str | None = None, split_column: str | None = None,
+                  absolute_paths: bool = False) -> Collection:
+    """Read a tag table; image names are relative to ``images`` (absolute ones only with
+    ``absolute_paths``), ``extension`` is appended to names without one. Splits come from
+    ``split_column`` (train/val/test) or are "all"."""
     if not tag_separator:
         raise SalglError("tag_separator must not be empty")
     data = read_table(Path(table))
@@ -56,7 +58,7 @@ def read_csv_tags(table: Path, images: Path, image_column: str | None = None,
         return tags, []
 
     splits, merged = gather(data, Path(images), image_col, split_col, extension or "", parse,
-                            "tags")
+                            "tags", absolute_paths)
     labels = sorted({tag for samples in splits.values() for s in samples for tag in s.labels})
     if not labels:
         raise SalglError(f"{data.path}: no tags in column {data.columns[tags_col]!r} (split "

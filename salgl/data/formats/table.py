@@ -10,14 +10,19 @@ empty (tools drop trailing empty fields); a longer one is an error.
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from salgl.data.formats.collection import ALL, NAMED_SPLITS, split_name
+from salgl.data.formats.references import (
+    ImageReference,
+    file_problem,
+    image_key,
+    image_reference,
+)
 from salgl.data.images import Sample
-from salgl.errors import SalglError
+from salgl.errors import SalglError, shown
 
 IMAGE_COLUMNS = ("image", "image_name", "filename", "file_name", "file", "path")
 
@@ -77,9 +82,14 @@ def read_table(path: Path) -> Table:
     return Table(path, header, rows)
 
 
+def column_names(table: Table) -> str:
+    """The header as messages list it: one line, odd names quoted with their escapes."""
+    return ", ".join(c if c.isprintable() else shown(c) for c in table.columns)
+
+
 def _columns_text(table: Table) -> str:
-    text = ", ".join(table.columns)
-    if len(table.columns) == 1 and ("\t" in text or ";" in text):
+    text = column_names(table)
+    if len(table.columns) == 1 and ("\t" in table.columns[0] or ";" in table.columns[0]):
         text += ("; the table is read as comma-separated, tab-separated only when its name "
                  "ends in .tsv")
     return text
@@ -125,25 +135,29 @@ def normal_extension(extension: str | None) -> str:
     return extension if extension.startswith(".") else f".{extension}"
 
 
-def image_path(table: Table, number: int, cell: str, images: Path, extension: str) -> Path:
-    """The image a cell names, below ``images``; it must exist (it is not decoded here)."""
-    name = cell.strip().replace("\\", "/")
-    if not name:
-        raise SalglError(f"{table.path}:{number}: empty image name")
-    if extension and not PurePosixPath(name).suffix:
-        name += extension
-    path = Path(images) / name
-    if not path.is_file():
-        raise SalglError(f"{table.path}:{number}: image {name} not found in {images}")
-    return path
+def image_path(table: Table, number: int, cell: str, images: Path, extension: str,
+               absolute_paths: bool = False) -> ImageReference:
+    """The image a cell names, below ``images`` (references.py says what may not be named);
+    it must be a regular file (it is not decoded here)."""
+    where = f"{table.path}:{number}"
+    found = image_reference(cell, images, where, absolute_paths, extension)
+    problem = file_problem(found.path)
+    if problem == "not found":
+        raise SalglError(f"{where}: image {found.name} not found in {images}")
+    if problem:
+        raise SalglError(f"{where}: image {found.name} is {problem} (a folder, pipe or "
+                         "device?)")
+    return found
 
 
 def gather(table: Table, images: Path, image_col: int, split_col: int | None, extension: str,
-           parse: RowParser, what: str) -> tuple[dict[str, list[Sample]], int]:
+           parse: RowParser, what: str, absolute_paths: bool = False
+           ) -> tuple[dict[str, list[Sample]], int]:
     """Samples per split in row order, and how many repeated rows were merged.
 
-    A row repeating an image with the same ``what`` (tags, values) is merged; with other ones,
-    or in another split, it is an error naming both rows.
+    A row repeating an image (the same file however written: "a.jpg", "./a.jpg" or its
+    absolute path) with the same ``what`` (tags, values) is merged; with other ones, or in
+    another split, it is an error naming both rows.
     """
     check_folder(images)
     extension = normal_extension(extension)
@@ -156,25 +170,25 @@ def gather(table: Table, images: Path, image_col: int, split_col: int | None, ex
             value = cells[split_col]
             split = split_name(value) or ""
             if not split:
-                raise SalglError(f"{table.path}:{number}: split {value.strip()!r} in column "
-                                 f"{table.columns[split_col]!r} is not train, val or test")
-        path = image_path(table, number, cells[image_col], images, extension)
+                raise SalglError(f"{table.path}:{number}: split {shown(value.strip())} in "
+                                 f"column {table.columns[split_col]!r} is not train, val or "
+                                 "test")
+        found = image_path(table, number, cells[image_col], images, extension, absolute_paths)
         labels, ignored = parse(number, cells)
-        key = os.path.normpath(path)
+        key = image_key(found.path)
         content = (frozenset(labels), frozenset(ignored))
         if key in first:
             row, first_split, first_content = first[key]
-            name = path.relative_to(images).as_posix()
             if content != first_content:
-                raise SalglError(f"{table.path}:{number}: image {name} listed again with other "
-                                 f"{what} (first on row {row})")
+                raise SalglError(f"{table.path}:{number}: image {found.name} listed again "
+                                 f"with other {what} (first on row {row})")
             if split != first_split:
-                raise SalglError(f"{table.path}:{number}: image {name} listed again in split "
-                                 f"{split!r} (first on row {row}, in {first_split!r})")
+                raise SalglError(f"{table.path}:{number}: image {found.name} listed again in "
+                                 f"split {split!r} (first on row {row}, in {first_split!r})")
             merged += 1
             continue
         first[key] = (number, split, content)
-        splits.setdefault(split, []).append(Sample(path, labels, ignored))
+        splits.setdefault(split, []).append(Sample(found.path, labels, ignored))
     order = (*NAMED_SPLITS, ALL)
     return {name: splits[name] for name in order if name in splits}, merged
 
