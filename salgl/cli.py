@@ -36,6 +36,8 @@ your own images: name the dataset in params.yaml with a prepare block that has a
       format: coco | csv | onehot
       annotations: FILE (coco: also {train: F, val: F, test: F})
       images: FOLDER (coco: also one per split)
+image names stay inside the images folder ('..' is refused); absolute_paths: false (true
+  allows absolute ones, never files under /proc, /sys or /dev)
 formats and their settings:
   coco    any COCO-format JSON (Roboflow, CVAT, Label Studio exports); category ids in any
           order, placeholder categories without annotations left out
@@ -45,7 +47,8 @@ formats and their settings:
           tags_column: null (tags, labels, label or categories)
           tag_separator: ' ' (or ',', '|', ';'), extension: null (added to bare names)
   onehot  an image column and one 0/1 column per label; -1 = uncertain, empty = missing
-          non_label_columns: [] (numeric columns that are not labels; text ones are skipped)
+          non_label_columns: [] (numeric columns that are not labels; all-text ones are
+          skipped, a stray text cell among numbers is an error)
           uncertain: ignore | positive | negative, missing: ignore | negative
 both tables: split_column: null (train/val/test per row)
 splits: the data's own, else stratified with val_fraction: 0.1, test_fraction: 0.2, seed: 0
@@ -94,14 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.epilog = OWN_DATA_HELP
     p.add_argument("--raw", type=Path, help="the dataset's own folder (fashion_scenes: a folder "
                    "with Fashion-MNIST IDX files)")
-    p.add_argument("--out", type=Path, help=f"output folder (default {DEFAULT.prepared})")
+    p.add_argument("--out", type=Path, help=f"output folder (default {DEFAULT.prepared}), "
+                   "replaced as a whole: it must be missing, empty or written by salgl, "
+                   "and apart from the inputs")
     p.add_argument("--strict", action="store_true", help="real datasets: a missing or broken "
                    "image is an error (default: left out and recorded in meta.json)")
 
     p = _dataset_command(sub, "embed", "Make label vectors (GloVe file, a GloVe fit to the "
                          "training label co-occurrence, or random).")
     _prepared_option(p)
-    p.add_argument("--out", type=Path, help=f"output folder (default {DEFAULT.embeddings})")
+    p.add_argument("--out", type=Path, help=f"output folder (default {DEFAULT.embeddings}), "
+                   "replaced as a whole: it must be missing, empty or written by salgl")
 
     p = _dataset_command(sub, "train", "Train SALGL (AdamW + OneCycle, EMA, epoch selection "
                          "and early stopping on validation mAP, per-label thresholds "
@@ -150,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "a model without them)")
     p.add_argument("--topk", type=int, default=None, help="keep at most K labels per image")
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
-    p.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
+    p.add_argument("--output", "-o", type=Path, help="write this file instead of stdout "
+                   "('-': stdout); a new or regular file (or a link to one), not an input; "
+                   "left as it was when no image could be labelled")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass "
                    "(default 32)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
@@ -181,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "normalisation go into the ONNX metadata (salgl.labels, "
                        "salgl.normalization). Needs the onnx extra.")
     p.add_argument("model", type=Path)
-    p.add_argument("--onnx", type=Path, required=True, metavar="OUT.onnx")
+    p.add_argument("--onnx", type=Path, required=True, metavar="OUT.onnx",
+                   help="a new or regular file (or a link to one), not the model")
     p.add_argument("--opset", type=int, default=18)
 
     p = sub.add_parser("info", help="Show what a model file holds.",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from salgl.atomic import atomic_path
+from salgl.atomic import atomic_path, check_file_output, check_not_input
 from salgl.checkpoint import load_model
 from salgl.errors import SalglError
 from salgl.inference import ScoresAndScenes
@@ -24,6 +24,8 @@ def export_onnx(model_path: str | Path, out: str | Path, opset: int = 18) -> dic
         import onnx
     except ImportError:
         raise SalglError("ONNX export needs the onnx extra: pip install 'salgl[onnx]'") from None
+    check_file_output(out)  # before the model is loaded: a refused output changes nothing
+    check_not_input(out, [("the model", model_path)])
     model, info = load_model(model_path)
     wrapper = ScoresAndScenes(model).eval()
     size = info.config.img_size

@@ -10,15 +10,49 @@ import logging
 import os
 from pathlib import Path
 
-from salgl.atomic import atomic_dir, write_json
+from salgl.atomic import atomic_dir, check_apart, check_dir_output, check_file_output, write_json
 from salgl.config import DatasetParams, OwnDatasetConfig
 from salgl.paths import DatasetPaths, OfficialPaths
 
 log = logging.getLogger("salgl")
 
 
+Inputs = list[tuple[str, Path | None]]  # (what the message calls it, path)
+
+
+def _own_inputs(where: str, cfg: OwnDatasetConfig) -> Inputs:
+    """A user's image folders and annotation files, one entry per split where given so."""
+    found: Inputs = []
+    for key in ("images", "annotations"):
+        value = getattr(cfg, key)
+        if isinstance(value, str):
+            found.append((f"{where}.{key}", Path(value)))
+        elif isinstance(value, dict):
+            found += [(f"{where}.{key}.{split}", Path(path)) for split, path in value.items()
+                      if isinstance(path, str)]
+    return found
+
+
+def prepare_inputs(params: DatasetParams, raw: Path | None = None) -> Inputs:
+    """What the prepare stage reads, so that its output is kept apart from it."""
+    where = f"prepare.{params.name}"
+    if params.name == "fashion_scenes":
+        from salgl.data.fashion_mnist import find_source
+
+        source = str(raw) if raw is not None else params.prepare.source
+        return [("--raw" if raw is not None else f"{where}.source", find_source(source))]
+    if isinstance(params.prepare, OwnDatasetConfig):
+        return _own_inputs(where, params.prepare)
+    root = raw or Path(params.prepare.raw or DatasetPaths(params.name).raw)
+    return [("--raw" if raw is not None else f"{where}.raw", Path(root))]
+
+
 def run_prepare(params: DatasetParams, out: Path | None = None, raw: Path | None = None) -> dict:
     out = out or DatasetPaths(params.name).prepared
+    # Before any work: an output that is (or holds) an input, or a folder of someone else's
+    # files, is refused, since the prepared folder replaces ``out`` as a whole.
+    check_apart(out, prepare_inputs(params, raw))
+    check_dir_output(out, "prepared")
     if params.name == "fashion_scenes":
         from dataclasses import replace
 
@@ -48,10 +82,13 @@ def run_embed(params: DatasetParams, prepared: Path | None = None, out: Path | N
     from salgl.embeddings import make_embeddings
 
     paths = DatasetPaths(params.name)
-    data = load_prepared(prepared or paths.prepared, images=False)
+    prepared, out = prepared or paths.prepared, out or paths.embeddings
+    check_apart(out, [("the prepared folder", prepared)])
+    check_dir_output(out, "embeddings")
+    data = load_prepared(prepared, images=False)
     vectors, info = make_embeddings(data.labels, data.train.targets, params.embed,
                                     f"embed.{params.name}")
-    with atomic_dir(out or paths.embeddings) as tmp:
+    with atomic_dir(out, "embeddings") as tmp:
         np.save(tmp / "vectors.npy", vectors)
         write_json(tmp / "info.json", info)
     log.info("embedded %d labels of %s (%s, %d-d)", len(data.labels), params.name,
@@ -66,14 +103,20 @@ def run_train(params: DatasetParams, prepared: Path | None = None, embeddings: P
     from salgl.train import train
 
     paths = DatasetPaths(params.name)
-    data = load_prepared(prepared or paths.prepared, image_root=params.image_root)
-    result = train(params.name, params.train, data, embeddings or paths.embeddings,
-                   model_out or paths.model, state or paths.state,
-                   live if live is not None else paths.live, progress)
+    prepared, embeddings = prepared or paths.prepared, embeddings or paths.embeddings
+    model_out, state = model_out or paths.model, state or paths.state
+    live = live if live is not None else paths.live
+    inputs = [("the prepared folder", prepared), ("the embeddings folder", embeddings)]
+    check_file_output(model_out)
+    check_apart(model_out, inputs)
+    for folder in (state, live):
+        check_apart(folder, inputs, whole=False)
+    data = load_prepared(prepared, image_root=params.image_root)
+    result = train(params.name, params.train, data, embeddings, model_out, state, live,
+                   progress)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         log.info("trained %s: selected epoch %d on %s (mAP %.4f) -> %s", params.name,
-                 result.best_epoch + 1, result.selected_on, result.best_map,
-                 model_out or paths.model)
+                 result.best_epoch + 1, result.selected_on, result.best_map, model_out)
     return result
 
 
@@ -84,11 +127,18 @@ def run_evaluate(params: DatasetParams, model: Path | None = None, prepared: Pat
     from salgl.evaluate import evaluate_model, write_evaluation
 
     paths = DatasetPaths(params.name)
-    data = load_prepared(prepared or paths.prepared, image_root=params.image_root)
-    ev = evaluate_model(model or paths.model, data, params.evaluate.threshold,
+    model, prepared = model or paths.model, prepared or paths.prepared
+    metrics, eval_dir = metrics or paths.metrics, eval_dir or paths.eval_dir
+    predictions = predictions or paths.predictions
+    inputs = [("the model", model), ("the prepared folder", prepared)]
+    for output in (metrics, predictions, eval_dir / "per_label_ap.csv"):
+        check_file_output(output)
+    for output in (metrics, predictions, eval_dir):
+        check_apart(output, inputs, whole=False)
+    data = load_prepared(prepared, image_root=params.image_root)
+    ev = evaluate_model(model, data, params.evaluate.threshold,
                         params.evaluate.batch_size, params.evaluate.device, progress)
-    write_evaluation(ev, metrics or paths.metrics, eval_dir or paths.eval_dir,
-                     predictions or paths.predictions)
+    write_evaluation(ev, metrics, eval_dir, predictions)
     m = ev.metrics
     log.info("%s: mAP %.4f (label-prior baseline %.4f), CF1 %.4f, OF1 %.4f", params.name,
              m["mAP"], m["baseline_label_prior_mAP"], m["CF1"], m["OF1"])
@@ -110,6 +160,10 @@ def run_plots(params: DatasetParams, model: Path | None = None, prepared: Path |
     from salgl.figures.stage import make_all_plots, model_figures
 
     paths = DatasetPaths(params.name)
+    scene_match = scene_match or paths.scene_match
+    check_file_output(scene_match)
+    check_apart(scene_match, [("the model", model or paths.model),
+                              ("the predictions", predictions or paths.predictions)])
     model_obj, info = load_model(model or paths.model)
     if model is not None and predictions is None and not paths.predictions.is_file():
         # A model alone (an imported checkpoint, a pulled file): the figures of its memory.
@@ -134,11 +188,11 @@ def run_plots(params: DatasetParams, model: Path | None = None, prepared: Path |
         log.info("%s: learned vs hidden scenes NMI %.3f", params.name, match["nmi"])
     else:
         scene_summary = {"note": "this dataset has no hidden scene annotation"}
-    write_json(scene_match or paths.scene_match, scene_summary)
+    write_json(scene_match, scene_summary)
     log.info("%s: %d figures in %s", params.name, len(summary["figures"]), out or paths.figures)
     log.info("%s results: metrics in %s and %s, figures in %s, model in %s; `dvc plots show` "
              "draws the interactive plots into dvc_plots/index.html", params.name,
-             paths.metrics, scene_match or paths.scene_match, out or paths.figures,
+             paths.metrics, scene_match, out or paths.figures,
              model or paths.model)
     return summary
 

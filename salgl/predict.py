@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 import os
+import stat
 import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -54,20 +55,61 @@ def _walk_folder(folder: Path, found: Inputs) -> None:
                 found.images.append(path)
 
 
+def _kind(path: Path) -> str:
+    """"folder", "file", or why ``path`` cannot be read as one; never opens it, so a FIFO
+    or a device cannot block the run."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "no such file or folder"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISREG(mode):
+        return "file"
+    what = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or \
+        stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "a special file"
+    return f"{what}, not a regular file (not opened)"
+
+
+def _read_list(listing: Path, found: Inputs) -> None:
+    """The paths of a .txt list, one per line (a tab and what follows are ignored)."""
+    try:
+        data = listing.read_bytes()
+    except OSError as exc:
+        found.failed.append((listing, f"cannot read the path list ({exc.strerror or exc})"))
+        return
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise SalglError(f"{listing}:{line}: not UTF-8 text (a path list holds one UTF-8 "
+                         "path per line)") from None
+    for line in text.splitlines():
+        if line.strip():
+            path = Path(line.strip().split("\t")[0])
+            kind = _kind(path)
+            if kind in ("file", "folder", "no such file or folder"):
+                found.images.append(path)  # the decoder names what is wrong with it
+            else:
+                found.failed.append((path, kind))
+
+
 def collect_images(inputs: Sequence[Path]) -> Inputs:
-    """Expand files, folders (recursive, image extensions only) and .txt path lists."""
+    """Expand files, folders (recursive, image extensions only) and .txt path lists; only
+    regular files are ever opened."""
     found = Inputs()
     for item in inputs:
-        if item.is_dir():
+        kind = _kind(item)
+        if kind == "folder":
             _walk_folder(item, found)
-        elif item.suffix.lower() == ".txt" and item.is_file():
-            for line in item.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    found.images.append(Path(line.strip().split("\t")[0]))
-        elif item.exists():
+        elif kind == "file" and item.suffix.lower() == ".txt":
+            _read_list(item, found)
+        elif kind == "file":
             found.images.append(item)
         else:
-            found.failed.append((item, "no such file or folder"))
+            found.failed.append((item, kind))
     return found
 
 
@@ -189,10 +231,62 @@ def _write_records(out: TextIO, fmt: str, labels: list[str], results: Iterator[t
     return failed
 
 
+STDOUT = "-"  # -o -: standard output, as without -o
+
+
+class _NothingLabelled(Exception):
+    """Raised inside the output's atomic write, so that an earlier result stays as it was."""
+
+
+def _check_output(output: Path, model: Path, paths: Sequence[Path], found: Inputs) -> None:
+    """Refuse an output that is not a writable file path or that is one of the inputs: the
+    model, a PATH, a path list, or an image found in them; before any work."""
+    from salgl.atomic import check_file_output, check_not_input
+
+    check_file_output(output)
+    check_not_input(output, [("the model", model), *(("PATH", p) for p in paths)])
+    try:
+        written = os.stat(output)
+    except OSError:
+        return  # not there yet, so not an input
+    for image in found.images:
+        try:
+            same = os.path.samestat(written, os.stat(image))
+        except OSError:
+            continue
+        if same:
+            raise SalglError(f"{output}: is an input of this command (an image to label: "
+                             f"{image}); choose another output; nothing was changed")
+
+
+def _write_output(args, labels: list[str], results: Iterator[tuple],
+                  cuts: float | np.ndarray, scene_labels: list[list[str]], total: int
+                  ) -> int | None:
+    """Records to -o (whole, or not at all when nothing was labelled) or stdout; returns the
+    number of images that failed, or None when none was labelled and -o was left as it was."""
+    from salgl.atomic import atomic_path
+
+    if args.output is None or str(args.output) == STDOUT:
+        return _write_records(sys.stdout, args.format, labels, results, cuts, args.topk,
+                              scene_labels)
+    try:
+        # A temporary sibling renamed into place when complete: a failed or concurrent run
+        # never leaves a cut-off file, and an earlier result stays until a new one is whole.
+        with atomic_path(args.output) as tmp, open(tmp, "w", encoding="utf-8",
+                                                   newline="") as out:
+            failed = _write_records(out, args.format, labels, results, cuts, args.topk,
+                                    scene_labels)
+            if failed == total:
+                raise _NothingLabelled
+    except _NothingLabelled:
+        return None
+    return failed
+
+
 def predict_command(args) -> int:
     """Exit code: 0 when every input was labelled, 1 when some were skipped (each named on
-    stderr with its reason); usage errors raise SalglError (exit 2)."""
-    from salgl.atomic import atomic_path
+    stderr with its reason) or none could be labelled (an earlier -o file is then left as
+    it was); usage errors and refused outputs raise SalglError (exit 2) before any work."""
     from salgl.checkpoint import load_model
     from salgl.runtime import select_device
 
@@ -203,11 +297,13 @@ def predict_command(args) -> int:
     if args.batch_size < 1:
         raise SalglError("--batch-size: must be at least 1")
     device = select_device(args.device, "--device")
+    found = collect_images(args.paths)
+    if args.output is not None and str(args.output) != STDOUT:
+        _check_output(args.output, args.model, args.paths, found)
     model, info = load_model(args.model, device)
     model.set_channels_last()
     cuts = label_cuts(info, args.threshold, args.model)
     scene_labels = scene_top_labels(model.cooccurrence.cpu().numpy(), info.labels)
-    found = collect_images(args.paths)
     for path, reason in found.failed:
         _say(f"salgl predict: skipped {path}: {reason}")
     if found.ignored:
@@ -219,19 +315,14 @@ def predict_command(args) -> int:
         raise SalglError(f"no image files found in {where}")
     results = predict_batches(model, info, found.images, args.batch_size, device,
                               progress=not args.quiet)
-    if args.output:
-        # A temporary sibling renamed into place when complete: a failed or concurrent run
-        # never leaves a cut-off file, and an earlier result stays until a new one is whole.
-        with atomic_path(args.output) as tmp, open(tmp, "w", encoding="utf-8",
-                                                   newline="") as out:
-            failed = _write_records(out, args.format, info.labels, results, cuts, args.topk,
-                                    scene_labels)
-    else:
-        failed = _write_records(sys.stdout, args.format, info.labels, results, cuts, args.topk,
-                                scene_labels)
+    failed = _write_output(args, info.labels, results, cuts, scene_labels, len(found.images))
+    total = len(found.images) + len(found.failed)
+    if failed is None:
+        log.warning("salgl predict: none of the %d inputs could be labelled; %s was left as "
+                    "it was", total, args.output)
+        return 1
     failed += len(found.failed)
     if failed:
-        log.warning("salgl predict: %d of %d inputs could not be labelled", failed,
-                    len(found.images) + len(found.failed))
+        log.warning("salgl predict: %d of %d inputs could not be labelled", failed, total)
         return 1
     return 0

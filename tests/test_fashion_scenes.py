@@ -203,7 +203,7 @@ def test_failure_leaves_old_output_alone_and_success_replaces_it(
         source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    (out / "stale.txt").write_text("old")
+    (out / "ignore.npy").write_text("old")  # a name salgl writes: an earlier output
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
@@ -215,7 +215,7 @@ def test_failure_leaves_old_output_alone_and_success_replaces_it(
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary folder left
     monkeypatch.setattr(fs, "render_image", real)
     fs.prepare_fashion_scenes(small(source), out)
-    assert not (out / "stale.txt").exists() and (out / "labels.txt").exists()
+    assert not (out / "ignore.npy").exists() and (out / "labels.txt").exists()
 
 
 def test_real_fashion_mnist_if_installed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,6 +20,7 @@ from raw_fixtures import (
     write_jpeg,
 )
 
+from salgl.atomic import MARKER
 from salgl.data.coco import prepare_mscoco
 from salgl.data.images import check_images
 from salgl.data.nuswide import prepare_nuswide
@@ -387,7 +388,7 @@ def test_success_replaces_out_as_a_whole(tmp_path: Path) -> None:
     (out / "scenes.tsv").write_text("stale\n")
     prepare_real("voc2007", raw, out, progress=False)
     assert sorted(p.name for p in out.iterdir()) == [
-        "ignore.npy", "labels.txt", "meta.json", "test.tsv", "train.tsv"]
+        MARKER, "ignore.npy", "labels.txt", "meta.json", "test.tsv", "train.tsv"]
 
 
 def test_prepare_real_dispatches_and_checks_raw(tmp_path: Path) -> None:

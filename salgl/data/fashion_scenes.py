@@ -315,7 +315,7 @@ def prepare_fashion_scenes(cfg: FashionScenesConfig, out: Path) -> dict:
     folder = locate_source(cfg.source)
     counts = {"train": cfg.train_images, "test": cfg.test_images}
     done: dict[str, list[tuple[ImagePlan, str]]] = {}
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "prepared") as tmp:
         with tqdm(total=sum(counts.values()), desc="fashion_scenes", unit="img",
                   file=sys.stderr) as bar:
             for split, count in counts.items():

@@ -21,8 +21,10 @@ from tqdm import tqdm
 from salgl.atomic import atomic_dir
 from salgl.data.prepared import (
     SPLITS,
+    check_list_entries,
     display_path,
     image_root_record,
+    listed_path,
     write_prepared,
 )
 from salgl.data.split import carve_validation
@@ -87,17 +89,21 @@ def check_images(paths: list[Path], workers: int | None = None,
 
 
 def drop_unreadable(splits: dict[str, list[Sample]], strict: bool, workers: int | None,
-                    progress: bool) -> tuple[dict[str, list[Sample]], list[dict]]:
-    """Leave out missing or undecodable images (kept splits, skipped records); strict refuses."""
+                    progress: bool, root: Path | None = None
+                    ) -> tuple[dict[str, list[Sample]], list[dict]]:
+    """Leave out missing or undecodable images (kept splits, skipped records); strict refuses.
+    With ``root`` the records name images relative to it, as the lists do (own data: nothing
+    outside the image folder is recorded), else as ``display_path`` shows them."""
     names = [name for name in SPLITS if name in splits]
     problems = check_images([s.path for name in names for s in splits[name]], workers, progress)
-    skipped = [{"path": display_path(s.path), "split": name, "reason": problems[s.path]}
-               for name in names for s in splits[name] if s.path in problems]
-    if skipped and strict:
-        first = skipped[0]
-        raise SalglError(f"{first['path']}: {first['reason']} (strict: {len(skipped)} missing "
-                         "or broken image(s) in all; without strict they are skipped and "
-                         "recorded in meta.json)")
+    failed = [(name, s.path) for name in names for s in splits[name] if s.path in problems]
+    if failed and strict:
+        path = failed[0][1]
+        raise SalglError(f"{display_path(path)}: {problems[path]} (strict: {len(failed)} "
+                         "missing or broken image(s) in all; without strict they are skipped "
+                         "and recorded in meta.json)")
+    skipped = [{"path": display_path(path) if root is None else listed_path(path, root),
+                "split": name, "reason": problems[path]} for name, path in failed]
     kept = {name: [s for s in splits[name] if s.path not in problems] for name in names}
     return kept, skipped
 
@@ -189,10 +195,11 @@ def write_real_prepared(out: Path, dataset: str, raw: Path, labels: Sequence[str
     meta["summary"] = _summary(dataset, meta, ignore)
     root = Path(image_root or raw)
     meta["image_root"] = image_root_record(root, Path(out))
-    root = root.resolve()  # once, not per image
-    lists = {name: [(display_path(s.path, root), _ordered(s.labels, index))
+    lists = {name: [(listed_path(s.path, root), _ordered(s.labels, index))
                     for s in samples[name]] for name in samples}
-    with atomic_dir(out) as tmp:
+    for name, entries in lists.items():  # refused before anything is written
+        check_list_entries(entries, display_path(Path(out) / f"{name}.tsv"))
+    with atomic_dir(out, "prepared") as tmp:
         write_prepared(tmp, labels, lists, meta, ignores)
     log.info("%s -> %s", meta["summary"], display_path(out))
     if skipped:
