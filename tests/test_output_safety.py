@@ -256,6 +256,20 @@ def test_predict_through_a_link_to_a_fifo_is_refused(model: Path, tmp_path: Path
                     f"a regular file; {UNCHANGED}")
 
 
+def test_predict_through_a_link_into_dvc_cache_is_refused(model: Path, tmp_path: Path,
+                                                         salgl_main) -> None:
+    """DVC's symlink cache type links outputs to cached objects that other commits share."""
+    photo = image(tmp_path / "photo.png")
+    cached = tmp_path / "repo" / ".dvc" / "cache" / "files" / "md5" / "ab" / "cdef"
+    cached.parent.mkdir(parents=True)
+    cached.write_text("a cached output\n")
+    link = tmp_path / "repo" / "labels.jsonl"
+    link.symlink_to(cached)
+    line = refused(salgl_main, tmp_path, "predict", str(model), str(photo), "-o", str(link))
+    assert line == (f"salgl predict: error: {link}: is a link into DVC's cache ({cached}); run "
+                    f"`dvc unprotect {link}` first; {UNCHANGED}")
+
+
 def test_predict_onto_a_fifo_is_refused(model: Path, tmp_path: Path, salgl_main) -> None:
     photo = image(tmp_path / "photo.png")
     fifo = tmp_path / "pipe"
