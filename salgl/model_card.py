@@ -1,4 +1,10 @@
-"""What a model file holds, as a person reads it (`salgl info`) or as JSON (`--json`)."""
+"""What a model file holds, as a person reads it (`salgl info`) or as JSON (`--json`).
+
+`salgl info` reads metadata only, through read_model_info, so it refuses exactly what loading
+the model would refuse in the metadata (a card for a file `salgl predict` rejects would
+mislead), with the same one line. Text in the card is shown escaped all the same
+(salgl.errors.printable): the file name, and any stored text, can never drive the
+terminal. The JSON form is escaped by json.dumps."""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from salgl.checkpoint import read_model_info
+from salgl.errors import printable
 
 
 def model_card(path: str | Path) -> dict[str, Any]:
@@ -39,7 +46,12 @@ def model_card(path: str | Path) -> dict[str, Any]:
 
 
 def _number(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    return f"{value:.4f}" if isinstance(value, float) else _text(value)
+
+
+def _text(value: Any, limit: int | None = None) -> str:
+    """Any stored value as one escaped piece of a line."""
+    return printable(str(value), limit)
 
 
 def _head_line(arch: dict[str, Any], embedding: str | None) -> str:
@@ -48,33 +60,37 @@ def _head_line(arch: dict[str, Any], embedding: str | None) -> str:
                 "plain-backbone baseline; no scenes, no label graph)")
     return (f"head       {arch['num_scenes']} scenes, {arch['num_steps']} propagation steps, "
             f"attention {arch['attention_dim']}, label vectors "
-            f"{arch['embed_dim'] or 'learned'} ({embedding or 'unknown'})")
+            f"{arch['embed_dim'] or 'learned'} ({_text(embedding or 'unknown')})")
 
 
 def card_text(card: dict[str, Any]) -> str:
     """The card as a few aligned lines."""
     arch = card["architecture"]
     lines = [
-        f"model      {card['file']} (salgl model format {card['format_version']})",
-        f"backbone   {arch['backbone']}" + (f" up to stage {arch['backbone_stage']}"
-                                            if arch.get("backbone_stage") is not None else "")
-        + f", {arch['img_size']} px input, {card['normalization']} normalisation",
+        f"model      {_text(card['file'])} (salgl model format {card['format_version']})",
+        f"backbone   {_text(arch['backbone'])}" + (f" up to stage {arch['backbone_stage']}"
+                                                   if arch.get("backbone_stage") is not None
+                                                   else "")
+        + f", {arch['img_size']} px input, {_text(card['normalization'])} normalisation",
         _head_line(arch, card["embedding"]),
-        f"labels     {len(card['labels'])}: {', '.join(card['labels'][:12])}"
+        f"labels     {len(card['labels'])}: {', '.join(map(_text, card['labels'][:12]))}"
         + (" ..." if len(card["labels"]) > 12 else ""),
-        f"data       {card['dataset'] or 'unknown'}"
-        + (f" (fingerprint {card['data_fingerprint']})" if card["data_fingerprint"] else ""),
+        f"data       {_text(card['dataset'] or 'unknown')}"
+        + (f" (fingerprint {_text(card['data_fingerprint'])})" if card["data_fingerprint"]
+           else ""),
     ]
     if card["selected_on"]:
-        lines.append(f"selected   epoch {card['selected_epoch']} on {card['selected_on']} "
+        lines.append(f"selected   epoch {card['selected_epoch']} on {_text(card['selected_on'])} "
                      f"(mAP {_number(card['selection_mAP'])}); validation mAP "
                      f"{_number(card['val_mAP'])}")
     else:
         lines.append("selected   not recorded (an imported or older model file)")
     if card["training"]:
-        lines.append("training   " + ", ".join(f"{k} {v}" for k, v in card["training"].items()))
+        lines.append("training   " + ", ".join(f"{k} {_text(v, 60)}"
+                                              for k, v in card["training"].items()))
     if card["thresholds"]:
-        cuts = ", ".join(f"{k} {v:.2f}" for k, v in list(card["thresholds"].items())[:12])
+        cuts = ", ".join(f"{_text(k)} {v:.2f}"
+                         for k, v in list(card["thresholds"].items())[:12])
         more = " ..." if len(card["thresholds"]) > 12 else ""
         lines.append(f"thresholds calibrated on the validation split: {cuts}{more}")
     else:

@@ -300,7 +300,7 @@ def predict_command(args) -> int:
     found = collect_images(args.paths)
     if args.output is not None and str(args.output) != STDOUT:
         _check_output(args.output, args.model, args.paths, found)
-    model, info = load_model(args.model, device)
+    model, info = load_model(args.model, device, images=max(args.batch_size, 2))
     model.set_channels_last()
     cuts = label_cuts(info, args.threshold, args.model)
     scene_labels = scene_top_labels(model.cooccurrence.cpu().numpy(), info.labels)

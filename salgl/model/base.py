@@ -2,15 +2,78 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
 
+from salgl.errors import stored_value
 from salgl.model.backbone import backbone_features, create_backbone, feature_tokens
 from salgl.model.memory import GatherFn, update_cooccurrence
 from salgl.model.recompute import check_sequential, split_point
+
+# Bounds on the sizes a model file's config may ask for. They are checked before anything is
+# built, because these numbers decide how much memory building takes (load_model also
+# estimates it); each is a sanity limit well beyond any real model, not a tuning range, and
+# includes everything training accepts (salgl.config.TrainConfig).
+# key: (lowest, highest, why)
+SIZE_BOUNDS: dict[str, tuple[int, int, str]] = {
+    "num_classes": (1, 100_000, "real label sets have 6 to about 20000 labels"),
+    "img_size": (16, 2048, "training accepts 16 to 2048 px; beyond that one image's "
+                 "activations alone take gigabytes"),
+    "num_scenes": (1, 1024, "each scene holds a num_classes x num_classes matrix; "
+                   "training accepts up to 256"),
+    "num_steps": (0, 64, "propagation steps; the method uses 3 and training accepts 16"),
+    "attention_dim": (1, 65_536, "an attention_dim x attention_dim layer; 64 times the "
+                      "default width"),
+    "encoder_heads": (1, 1024, "heads must divide the backbone's feature width"),
+    "encoder_ffn": (1, 65_536, "32 times the default feed-forward width"),
+    "embed_dim": (1, 65_536, "label vectors: GloVe has 300, training makes up to 4096"),
+    "backbone_stage": (0, 16, "timm feature stages are numbered 0 to 5 at most"),
+}
+OUTPUT_STRIDES = (8, 16, 32)  # what timm backbones accept (as TrainConfig.output_stride)
+HEAD_NAMES = ("salgl", "linear")  # the keys of salgl.model.HEADS (a test keeps them equal)
+BOOL_FIELDS = ("pos_encoding", "outmess", "normalize", "ignore_self", "soft")
+REQUIRED_KEYS = ("backbone", "num_classes", "img_size")
+MAX_BACKBONE_NAME = 200  # timm names are under 60 characters
+
+
+def _checked_int(key: str, value: Any) -> int:
+    """An int within SIZE_BOUNDS[key]; bools and floats are refused (JSON 1.5, true)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{key}: expected an integer, got {type(value).__name__}")
+    low, high, why = SIZE_BOUNDS[key]
+    if not low <= value <= high:
+        raise ValueError(f"{key}: {stored_value(value)} is outside {low} to {high} ({why})")
+    return value
+
+
+def _check_config_values(data: dict) -> None:
+    """Types and bounds of every key of a stored config, one ValueError naming the key."""
+    backbone = data["backbone"]
+    if not isinstance(backbone, str) or not backbone or len(backbone) > MAX_BACKBONE_NAME \
+            or not backbone.isprintable():
+        raise ValueError(f"backbone: expected a timm model name, got {stored_value(backbone)}")
+    for key in SIZE_BOUNDS:
+        if key in data and not (data[key] is None and key in ("embed_dim", "backbone_stage")):
+            _checked_int(key, data[key])
+    stride = data.get("output_stride")
+    if stride is not None and (type(stride) is not int or stride not in OUTPUT_STRIDES):
+        raise ValueError(f"output_stride: expected null or one of {OUTPUT_STRIDES}, got "
+                         f"{stored_value(stride)}")
+    dropout = data.get("dropout", 0.0)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
+            or not math.isfinite(dropout) or not 0.0 <= dropout <= 1.0:
+        raise ValueError(f"dropout: expected a number in [0, 1], got {stored_value(dropout)}")
+    for key in BOOL_FIELDS:
+        if key in data and not isinstance(data[key], bool):
+            raise ValueError(f"{key}: expected true or false, got {stored_value(data[key])}")
+    head = data.get("head", "salgl")
+    if not isinstance(head, str) or head not in HEAD_NAMES:
+        raise ValueError(f"head: expected one of {', '.join(HEAD_NAMES)}, got {stored_value(head)}")
 
 
 @dataclass(frozen=True)
@@ -40,11 +103,20 @@ class SalglConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> SalglConfig:
+    def from_dict(cls, data: Any) -> SalglConfig:
+        """The config stored in a model file, every key's type and bounds checked first
+        (ValueError naming the key): these numbers decide what gets allocated."""
+        if not isinstance(data, dict):
+            raise ValueError(f"expected an object of config keys, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown model config keys {unknown}")
+            raise ValueError("unknown model config keys "
+                             + ", ".join(stored_value(key) for key in unknown[:3]))
+        missing = [key for key in REQUIRED_KEYS if key not in data]
+        if missing:
+            raise ValueError(f"{missing[0]}: missing")
+        _check_config_values(data)
         return cls(**data)
 
 
