@@ -192,6 +192,9 @@ class TrainConfig:
                         "paper's protocol and makes the reported test mAP optimistic")
     batch_size: int = _f(128, lo=1)
     ema_decay: float = _f(0.9997, lo=0.0, hi=1.0)
+    ema_warmup: bool = _f(True, doc="step t averages with min(ema_decay, (1+t)/(10+t)), so a "
+                          "short run never keeps mostly its initial weights; false: every step "
+                          "uses ema_decay (the authors' EMA, the paper presets)")
     hflip: bool = _f(True)
     cutout: bool = _f(True)
     randaugment: bool = _f(True)

@@ -41,7 +41,7 @@ from salgl.distributed import (
     gather_scene_batch,
     init_from_env,
 )
-from salgl.ema import ModelEma
+from salgl.ema import ModelEma, initial_share
 from salgl.engine import score_split, train_one_epoch
 from salgl.errors import SalglError
 from salgl.losses import SalglCriterion
@@ -75,9 +75,14 @@ def check_batch(cfg: TrainConfig, train_images: int, list_file: Path, key: str) 
                          f"split ({train_images} images in {list_file}); lower it")
 
 
+# A run whose EMA ends holding more than this share of its initial weights gets a warning.
+EMA_INITIAL_SHARE_WARNING = 0.5
+
+
 def check_schedule(cfg: TrainConfig, steps_per_epoch: int, key: str) -> None:
     """The one-cycle schedule's warm-up must last more than one optimiser step: at exactly
-    one, PyTorch's scheduler divides by zero, and below it skips the warm-up altogether."""
+    one, PyTorch's scheduler divides by zero, and below it skips the warm-up altogether.
+    An EMA that would end mostly at its start (a high decay over few steps) is warned of."""
     if cfg.warmup >= 1.0:
         raise SalglError(f"{key}.warmup: must be below 1 (the schedule needs a decay phase)")
     total = cfg.epochs * steps_per_epoch
@@ -87,6 +92,12 @@ def check_schedule(cfg: TrainConfig, steps_per_epoch: int, key: str) -> None:
             f"{key}.epochs: {cfg.epochs} epoch(s) of {steps_per_epoch} step(s) make "
             f"{total} optimiser steps, too few for the one-cycle schedule with warmup "
             f"{cfg.warmup} (it needs at least {need}); raise epochs or lower batch_size")
+    share = initial_share(cfg.ema_decay, cfg.ema_warmup, total)
+    if share > EMA_INITIAL_SHARE_WARNING:
+        log.warning("%s.ema_decay: after %d optimiser steps the EMA (decay %s%s) still holds "
+                    "%.0f%% of the initial weights, and the selected model is that average; "
+                    "set ema_warmup: true, lower ema_decay, or train longer", key, total,
+                    cfg.ema_decay, ", no warm-up" if not cfg.ema_warmup else "", 100 * share)
 
 
 def model_config(cfg: TrainConfig, num_classes: int, embed_dim: int | None) -> SalglConfig:
@@ -185,6 +196,11 @@ def check_data(cfg: TrainConfig, data: PreparedDataset, dist: DistInfo, name: st
     if data.val is not None and cfg.select_on != "val":
         check_images_exist(data.val.paths, data.root / "val.tsv")
     return select_split
+
+
+def make_ema(model: torch.nn.Module, cfg: TrainConfig, main: bool) -> ModelEma | None:
+    """The EMA lives on rank 0; other ranks receive its weights for the sharded evaluation."""
+    return ModelEma(model, cfg.ema_decay, cfg.comat_ema, cfg.ema_warmup) if main else None
 
 
 def wrap_for_training(model: torch.nn.Module, cfg: TrainConfig, dist: DistInfo,
@@ -290,8 +306,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
             self.optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * self.steps_per_epoch,
             pct_start=cfg.warmup)
-        # EMA lives on rank 0; other ranks receive its weights for the sharded evaluation.
-        self.ema = ModelEma(self.model, cfg.ema_decay, cfg.comat_ema) if self.dist.main else None
+        self.ema = make_ema(self.model, cfg, self.dist.main)
         self.eval_model = self.ema.module if self.ema is not None else copy.deepcopy(self.model)
         self.selection = Selection(cfg.select_on)
         self.start_epoch = 0
