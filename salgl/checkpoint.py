@@ -126,10 +126,24 @@ def _metadata_problem(meta: dict) -> str | None:
     return None
 
 
+class DuplicateKey(ValueError):
+    """A JSON object names one key twice: readers disagree on which copy wins."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object_pairs_hook: an object whose keys are unique, else DuplicateKey."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise DuplicateKey(f"duplicate key '{printable(key, 60)}'")
+        found[key] = value
+    return found
+
+
 def parse_metadata(text: str, where: str) -> dict:
-    """Our JSON metadata as a dict, with finite numbers and bounded nesting."""
+    """Our JSON metadata as a dict, with unique keys, finite numbers and bounded nesting."""
     try:
-        meta = json.loads(text)
+        meta = json.loads(text, object_pairs_hook=_unique_keys)
     except RecursionError:
         raise SalglError(f"{where}: metadata field '{META_KEY}' nests too deep to read "
                          "(a damaged file)") from None
@@ -294,10 +308,24 @@ def describe_mismatch(expected: Mapping[str, Any], found: Mapping[str, Any],
     return "; ".join(parts)
 
 
+def _check_header_keys(path: Path) -> None:
+    """The safetensors header's JSON names each tensor once (the library keeps the last of
+    two entries silently). Its size was already bounded by safe_open."""
+    try:
+        with open(path, "rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            json.loads(fh.read(size), object_pairs_hook=_unique_keys)
+    except DuplicateKey as exc:
+        raise SalglError(f"{path}: the safetensors header has a {exc}") from None
+    except (OSError, ValueError, RecursionError):
+        pass  # safe_open has judged the header already: its message stands
+
+
 def read_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
     """{tensor name: (shape, safetensors dtype)} from the file's header; no tensor is read."""
     from safetensors import safe_open
 
+    _check_header_keys(path)
     try:
         with safe_open(str(path), framework="pt") as fh:
             header = {}

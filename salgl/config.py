@@ -80,6 +80,8 @@ class RealDatasetConfig:
 
 
 FORMATS = ("coco", "csv", "onehot")
+MAX_EXTENSION = 16  # ".jpeg", ".tiff": anything longer is a mistake (it joins every name)
+MAX_SEPARATOR = 4
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,12 @@ class OwnDatasetConfig:
                 if bad:
                     raise SalglError(f"{where}.{key}.{_key_text(bad[0])}: not a split (train, "
                                      "val, test)")
+        if self.extension is not None and not 1 <= len(self.extension) <= MAX_EXTENSION:
+            raise SalglError(f"{where}.extension: {shown(self.extension, 40)} is not a file "
+                             f"extension (1 to {MAX_EXTENSION} characters, e.g. .jpg)")
+        if not 1 <= len(self.tag_separator) <= MAX_SEPARATOR:
+            raise SalglError(f"{where}.tag_separator: {shown(self.tag_separator, 40)} is not a "
+                             f"separator (1 to {MAX_SEPARATOR} characters, e.g. ',')")
         for item in self.non_label_columns:
             if not isinstance(item, str):
                 raise SalglError(f"{where}.non_label_columns: {shown(item)} "

@@ -50,7 +50,8 @@ def _walk_folder(folder: Path, found: Inputs) -> None:
             elif path.suffix.lower() not in IMAGE_EXTENSIONS:
                 found.ignored["files without an image extension"] += 1
             elif not path.is_file():
-                found.ignored["broken or looping links"] += 1
+                found.ignored["broken or looping links" if not path.exists()
+                              else "FIFOs, devices or sockets (never opened)"] += 1
             else:
                 found.images.append(path)
 

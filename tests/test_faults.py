@@ -103,6 +103,7 @@ def photo_folder(root: Path) -> Path:
 def test_predict_skips_bad_images_and_labels_every_good_one(tiny_run: TinyRun,
                                                             tmp_path: Path) -> None:
     folder = photo_folder(tmp_path)
+    os.mkfifo(folder / "camera.png")  # a FIFO with an image name: counted, never opened
     result = salgl("predict", str(tiny_run.model), str(folder), str(tmp_path / "nope.png"),
                    "--threshold", "0", "-o", str(tmp_path / "out.jsonl"))
     assert result.returncode == 1, result.stderr
@@ -118,6 +119,7 @@ def test_predict_skips_bad_images_and_labels_every_good_one(tiny_run: TinyRun,
     ignored = [line for line in result.stderr.splitlines() if "ignored" in line]
     assert len(ignored) == 1
     assert "1 broken or looping links" in ignored[0]
+    assert "1 FIFOs, devices or sockets (never opened)" in ignored[0]
     assert "1 files without an image extension" in ignored[0]
     assert "Traceback" not in result.stderr
 

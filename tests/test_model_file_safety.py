@@ -534,3 +534,32 @@ def test_the_heads_a_file_may_name_are_the_heads_there_are() -> None:
     from salgl.model.base import HEAD_NAMES
 
     assert tuple(HEADS) == HEAD_NAMES
+
+
+def test_labels_equal_once_unicode_normalised_are_duplicates(
+        tiny_run: TinyRun, tmp_path: Path, image: Path, salgl_main) -> None:
+    model = with_meta(tiny_run.model, tmp_path / "m.safetensors",
+                      lambda m: m.update(labels=["caf\u00e9", "cafe\u0301", *LABELS[2:]]))
+    assert every_command_refuses(salgl_main, tmp_path, model, image) == (
+        f"{model}: metadata field 'labels': duplicate label 'cafe\u0301' (entries 1 and 2; "
+        "equal once Unicode-normalised)")
+
+
+def test_a_key_written_twice_is_refused(tiny_run: TinyRun, tmp_path: Path, image: Path,
+                                        salgl_main) -> None:
+    """JSON readers disagree on which of two copies wins, so a checker and a loader could
+    see different files: a second `labels` hiding an escape, a second tensor entry."""
+    header, data = split_file(tiny_run.model.read_bytes())
+    meta = header["__metadata__"]["salgl"]
+    twice = meta.replace('{"format"', '{"labels": ["\\u001b[31m"], "format"', 1)
+    model = with_meta_text(tiny_run.model, tmp_path / "m.safetensors", twice)
+    assert every_command_refuses(salgl_main, tmp_path, model, image) == (
+        f"{model}: metadata field 'salgl' is not valid JSON (duplicate key 'labels')")
+    name = next(k for k in header if k != "__metadata__")
+    text = json.dumps(header)
+    entry = f'"{name}": {json.dumps(header[name])}'
+    doubled = tmp_path / "t.safetensors"
+    doubled.write_bytes(join_file(text.replace(entry, f"{entry}, {entry}", 1), data))
+    assert refused(salgl_main, tmp_path, "predict", str(doubled), str(image)) == (
+        f"{doubled}: the safetensors header has a duplicate key "
+        f"'{name}'")

@@ -361,3 +361,29 @@ def test_the_rule_covers_every_line_break_the_readers_split_on() -> None:
     breaking = [chr(c) for c in range(0x110000) if len(f"a{chr(c)}b".splitlines()) > 1]
     assert len(breaking) >= 10
     assert [c for c in [*breaking, "\t"] if unlistable_character(c) is None] == []
+
+
+def test_labels_equal_once_unicode_normalised_are_one_name(tmp_path: Path, salgl_main) -> None:
+    """"café" with a composed é and with e + a combining accent print identically: two such
+    labels would give two columns a reader cannot tell apart."""
+    images = image_folder(tmp_path)
+    draw(images / "b.png", [0], 50)
+    draw(images / "c.png", [1], 51)
+    table = tag_table(tmp_path, ["b.png,caf\u00e9", "c.png,cafe\u0301"])
+    line = refused(salgl_main, tmp_path, csv_block(table, images), "duplicate label")
+    assert "equal once Unicode-normalised" in line
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("extension", "." + "a" * 130_000, "is not a file extension (1 to 16 characters"),
+    ("tag_separator", "|" * 1000, "is not a separator (1 to 4 characters"),
+    ("tag_separator", "", "is not a separator (1 to 4 characters"),
+])
+def test_a_setting_that_joins_every_name_is_bounded(tmp_path: Path, salgl_main, key: str,
+                                                    value: str, expected: str) -> None:
+    images = image_folder(tmp_path)
+    draw(images / "b.png", [0], 50)
+    table = tag_table(tmp_path, ["b.png,cat"])
+    line = refused(salgl_main, tmp_path, csv_block(table, images, **{key: value}),
+                   f"prepare.mine.{key}: ", expected)
+    assert len(line) < 200

@@ -100,6 +100,19 @@ def name_problem(name: str, label: bool) -> str | None:
     return f"contains {character}" if character else None
 
 
+def same_name_key(name: str) -> str:
+    """What makes two labels the same name: equal once Unicode-normalised (NFC), so "café"
+    typed with a composed é and with e + a combining accent are one label, not two that
+    print identically."""
+    return unicodedata.normalize("NFC", name)
+
+
+def _look_alike(name: str, labels: Sequence[str]) -> str:
+    """A note when a duplicate differs from its twin only in Unicode composition."""
+    same = {other for other in [*labels, name] if same_name_key(other) == same_name_key(name)}
+    return "; equal once Unicode-normalised" if len(same) > 1 else ""
+
+
 def check_label_names(labels: Sequence[str], where: str) -> None:
     """Refuse names the list format cannot hold and duplicates, naming the culprit."""
     seen: dict[str, int] = {}
@@ -109,10 +122,11 @@ def check_label_names(labels: Sequence[str], where: str) -> None:
             raise SalglError(f"{where}: label {i + 1} {shown(name)} {problem}")
         if problem:
             raise SalglError(f"{where}: label {shown(name)} {problem}")
-        if name in seen:
+        key = same_name_key(name)
+        if key in seen:
             raise SalglError(f"{where}: duplicate label {shown(name)} "
-                             f"(entries {seen[name]} and {i + 1})")
-        seen[name] = i + 1
+                             f"(entries {seen[key]} and {i + 1}{_look_alike(name, labels)})")
+        seen[key] = i + 1
 
 
 def check_list_entries(entries: Sequence[tuple[str, Sequence[str]]], where: str) -> None:
@@ -189,13 +203,14 @@ def read_labels(path: Path) -> list[str]:
         name = line.strip()
         if not name:
             continue
-        if name in seen:
+        key = same_name_key(name)
+        if key in seen:
             raise SalglError(f"{path}:{number}: duplicate label {shown(name)} "
-                             f"(first on line {seen[name]})")
+                             f"(first on line {seen[key]}{_look_alike(name, labels)})")
         problem = name_problem(name, label=True)
         if problem:
             raise SalglError(f"{path}:{number}: label {shown(name)} {problem}")
-        seen[name] = number
+        seen[key] = number
         labels.append(name)
     if not labels:
         raise SalglError(f"{path}: no labels")
