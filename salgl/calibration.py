@@ -11,12 +11,16 @@ drops image ``i`` from every computation for label ``c``.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from salgl.errors import SalglError
 from salgl.metrics import METRIC_KEYS, _count_metrics, _valid_mask, check_inputs
+
+log = logging.getLogger("salgl")
 
 
 def check_thresholds(values: Any, num_labels: int, where: str) -> np.ndarray:
@@ -96,7 +100,8 @@ def _f1_optimal_cuts(scores: np.ndarray, targets: np.ndarray, valid: np.ndarray,
 
 def calibrate_thresholds(scores: Any, targets: Any, ignore: Any = None, *,
                          min_positives: int = 5, floor: float = 0.05,
-                         default: float = 0.5, tolerance: float = 0.01) -> np.ndarray:
+                         default: float = 0.5, tolerance: float = 0.01,
+                         labels: Sequence[str] | None = None) -> np.ndarray:
     """Per-label cuts (float64, shape (C,)) maximising each label's F1 on these images.
 
     Prediction is ``score >= cut``. Candidate cuts are the label's distinct counted scores;
@@ -115,15 +120,30 @@ def calibrate_thresholds(scores: Any, targets: Any, ignore: Any = None, *,
     so a label with no positive at all (or every pair ignored) gets ``default``; one positive
     is too little evidence to trust an optimum. Finally cuts are clipped to ``[floor, 1]`` so
     no label is predicted on every image. Ignored pairs neither count nor become candidates.
+    With ``labels``, the labels so shrunk are named in one warning.
     """
     check_inputs(scores, targets, ignore, where="calibration")
     _check_settings(min_positives, floor, default, tolerance)
     s = np.asarray(scores, dtype=np.float64)
     valid = _valid_mask(s.shape, ignore)
     cut, npos = _f1_optimal_cuts(s, np.asarray(targets), valid, tolerance)
+    if labels is not None:
+        _warn_few_positives(labels, npos, min_positives, default)
     weight = np.minimum(npos, min_positives) / float(min_positives)
     blended = weight * cut + (1.0 - weight) * default
     return np.clip(blended, floor, 1.0).astype(np.float64)
+
+
+def _warn_few_positives(labels: Sequence[str], npos: np.ndarray, min_positives: int,
+                        default: float) -> None:
+    few = [(name, int(n)) for name, n in zip(labels, npos, strict=True) if n < min_positives]
+    if few:
+        shown = ", ".join(f"{name} ({n})" for name, n in few[:10])
+        more = f" and {len(few) - 10} more" if len(few) > 10 else ""
+        log.warning("calibration: %d label(s) have fewer than %d positives in the validation "
+                    "split: %s%s; their thresholds lean towards %.1f (n/%d of the way from "
+                    "it to their best F1 cut); more validation images make them their own",
+                    len(few), min_positives, shown, more, default, min_positives)
 
 
 def thresholded_metrics(scores: Any, targets: Any, thresholds: Any,

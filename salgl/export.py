@@ -18,6 +18,12 @@ from salgl.checkpoint import load_model
 from salgl.errors import SalglError
 from salgl.inference import ScoresAndScenes
 
+# What the graph takes and gives, also stored in its metadata (salgl.input, salgl.outputs).
+INPUT = ("images: float32 (batch, 3, S, S), RGB scaled to 0..1, then normalised as "
+         "salgl.normalization says")
+OUTPUTS = ("scores: float32 (batch, labels), sigmoid, label order salgl.labels, cut at "
+           "salgl.thresholds; scene_probs: float32 (batch, scenes)")
+
 
 def export_onnx(model_path: str | Path, out: str | Path, opset: int = 18) -> dict:
     try:
@@ -31,8 +37,12 @@ def export_onnx(model_path: str | Path, out: str | Path, opset: int = 18) -> dic
     size = info.config.img_size
     example = torch.zeros(2, 3, size, size)
     axes = {"images": {0: "batch"}, "scores": {0: "batch"}, "scene_probs": {0: "batch"}}
+    thresholds = info.extra.get("thresholds")
     meta = {"labels": json.dumps(info.labels), "normalization": json.dumps(info.normalization),
-            "img_size": str(size), "source": str(model_path)}
+            "img_size": str(size), "source": str(model_path),
+            # the per-label cuts calibrated on the validation split (null: cut at 0.5), in
+            # label order: what `salgl predict` applies, so an ONNX consumer labels alike
+            "thresholds": json.dumps(thresholds), "input": INPUT, "outputs": OUTPUTS}
     with atomic_path(out) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -46,4 +56,4 @@ def export_onnx(model_path: str | Path, out: str | Path, opset: int = 18) -> dic
         for key, value in meta.items():
             graph.metadata_props.add(key=f"salgl.{key}", value=value)
         onnx.save(graph, str(tmp))
-    return {"labels": len(info.labels), "img_size": size}
+    return {"labels": len(info.labels), "img_size": size, "thresholds": thresholds is not None}

@@ -73,26 +73,50 @@ def card_text(card: dict[str, Any]) -> str:
                                                    else "")
         + f", {arch['img_size']} px input, {_text(card['normalization'])} normalisation",
         _head_line(arch, card["embedding"]),
-        f"labels     {len(card['labels'])}: {', '.join(map(_text, card['labels'][:12]))}"
+        f"labels     {len(card['labels'])}: {_items(map(_text, card['labels'][:12]))}"
         + (" ..." if len(card["labels"]) > 12 else ""),
         f"data       {_text(card['dataset'] or 'unknown')}"
         + (f" (fingerprint {_text(card['data_fingerprint'])})" if card["data_fingerprint"]
            else ""),
     ]
-    if card["selected_on"]:
-        lines.append(f"selected   epoch {card['selected_epoch']} on {_text(card['selected_on'])} "
-                     f"(mAP {_number(card['selection_mAP'])}); validation mAP "
-                     f"{_number(card['val_mAP'])}")
-    else:
-        lines.append("selected   not recorded (an imported or older model file)")
+    lines.append(_selected_line(card))
     if card["training"]:
-        lines.append("training   " + ", ".join(f"{k} {_text(v, 60)}"
-                                              for k, v in card["training"].items()))
+        lines.append("training   " + _items(f"{k} {_text(v, 60)}"
+                                               for k, v in card["training"].items()))
     if card["thresholds"]:
-        cuts = ", ".join(f"{_text(k)} {v:.2f}"
-                         for k, v in list(card["thresholds"].items())[:12])
+        cuts = _items(f"{_text(k)} {v:.2f}" for k, v in list(card["thresholds"].items())[:12])
         more = " ..." if len(card["thresholds"]) > 12 else ""
         lines.append(f"thresholds calibrated on the validation split: {cuts}{more}")
     else:
         lines.append("thresholds none stored: salgl predict cuts at 0.5")
-    return "\n".join(lines)
+    return "\n".join(_wrapped(line) for line in lines)
+
+
+CARD_WIDTH = 88  # a card line wraps here, continuing under its value
+
+
+KEEP = "\x00"  # a space inside one listed item ("ankle boot 0.62"): never a line break
+
+
+def _wrapped(line: str) -> str:
+    import textwrap
+
+    return textwrap.fill(line, CARD_WIDTH, subsequent_indent=" " * 11, break_on_hyphens=False,
+                         break_long_words=False).replace(KEEP, " ")
+
+
+def _items(texts: Any) -> str:
+    """A comma-separated list that wraps between items only."""
+    return ", ".join(text.replace(" ", KEEP) for text in texts)
+
+
+def _selected_line(card: dict[str, Any]) -> str:
+    """Which epoch was kept and on what; the validation mAP once when it is the same number."""
+    if not card["selected_on"]:
+        return "selected   not recorded (an imported or older model file)"
+    split = _text(card["selected_on"])
+    line = (f"selected   epoch {card['selected_epoch']} on {split} (mAP "
+            f"{_number(card['selection_mAP'])})")
+    if split != "val" and card["val_mAP"] is not None:
+        line += f"; validation mAP {_number(card['val_mAP'])}"
+    return line

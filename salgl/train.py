@@ -446,7 +446,8 @@ class Trainer:
                   else self._loader(val, train=False))
         scores = self._score(loader, val, "val")
         val_map = mean_ap(average_precision(scores, val.targets, val.ignore))
-        return val_map, calibrate_thresholds(scores, val.targets, val.ignore).tolist()
+        cuts = calibrate_thresholds(scores, val.targets, val.ignore, labels=self.data.labels)
+        return val_map, cuts.tolist()
 
     # -- outputs
     def save_model(self, val_map: float | None, thresholds: list[float] | None) -> None:

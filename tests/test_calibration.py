@@ -212,3 +212,20 @@ def test_check_thresholds_returns_float_copy() -> None:
     out = check_thresholds(stored, 3, "model file")
     assert out.dtype == np.float64 and out is not stored
     np.testing.assert_array_equal(out, [0.0, 0.5, 1.0])
+
+
+def test_labels_with_few_validation_positives_are_named_in_one_warning(caplog) -> None:
+    import logging
+
+    scores = np.array([[0.9, 0.2, 0.7], [0.1, 0.8, 0.6], [0.8, 0.3, 0.1], [0.7, 0.9, 0.2],
+                       [0.6, 0.1, 0.3], [0.85, 0.2, 0.4], [0.95, 0.3, 0.2]])
+    targets = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 0], [1, 1, 0], [1, 0, 0], [1, 0, 0],
+                        [1, 0, 0]])
+    with caplog.at_level(logging.WARNING, logger="salgl"):
+        cuts = calibrate_thresholds(scores, targets, labels=["cat", "dog", "cup"])
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["calibration: 2 label(s) have fewer than 5 positives in the validation "
+                        "split: dog (2), cup (1); their thresholds lean towards 0.5 (n/5 of "
+                        "the way from it to their best F1 cut); more validation images make "
+                        "them their own"]
+    assert np.array_equal(cuts, calibrate_thresholds(scores, targets))  # same cuts, said aloud

@@ -214,6 +214,10 @@ def test_version_and_model_card(tiny_run: TinyRun, salgl_main) -> None:
     assert code == 0, err
     assert "resnet10t" in out and "selected   epoch 1 on val" in out
     assert "thresholds calibrated on the validation split: cat" in out
+    # selected on val: its mAP is the validation mAP, said once; lines wrap between items
+    assert "validation mAP" not in out
+    assert max(len(line) for line in out.splitlines()) <= 88
+    assert "traffic light" in out and "teddy bear" in out  # a name is never cut in two
     card = json.loads(salgl_main("info", str(tiny_run.model), "--json")[1])
     assert card["labels"] == LABELS and set(card["thresholds"]) == set(LABELS)
     assert card["selected_on"] == "val" and len(card["data_fingerprint"]) == 16

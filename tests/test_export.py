@@ -44,3 +44,8 @@ def test_onnx_runtime_matches_the_model(tiny_run: TinyRun, tmp_path: Path) -> No
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert json.loads(meta["salgl.labels"]) == LABELS
     assert json.loads(meta["salgl.normalization"])["kind"] == "imagenet"
+    # the calibrated cuts travel with the graph: an ONNX consumer labels as predict does
+    stored = info.extra["thresholds"]
+    assert stored is not None and json.loads(meta["salgl.thresholds"]) == stored
+    assert meta["salgl.input"].startswith("images: float32 (batch, 3, S, S)")
+    assert meta["salgl.outputs"].startswith("scores: float32 (batch, labels)")
