@@ -422,3 +422,27 @@ def test_check_collection_errors(collection: Collection, message: str) -> None:
 def test_check_collection_accepts_valid() -> None:
     check_collection(Collection(["cat"], {"train": [sample("a.jpg", "cat")],
                                           "test": [sample("b.jpg")]}, [], []), "W")
+
+
+def test_a_name_cut_in_two_by_the_separator_is_warned_of(tmp_path: Path, caplog) -> None:
+    """The default separator ' ' reads "ankle boot" as two labels: legal, but the two always
+    come together in one order, which a real pair of labels does not."""
+    import logging
+
+    images = touch(tmp_path / "img", "a.png", "b.png", "c.png", "d.png")
+    table = tmp_path / "tags.csv"
+    table.write_text("image,tags\na.png,ankle boot\nb.png,bag ankle boot\nc.png,bag\n"
+                     "d.png,bag shirt\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="salgl"):
+        c = read_csv_tags(table, images)
+    assert c.labels == ["ankle", "bag", "boot", "shirt"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"{table}: tags 'ankle' and 'boot' always appear together, in this "
+                        "order (2 rows): one label 'ankle boot' split at tag_separator ' '? Set "
+                        "tag_separator to what separates labels (',', '|', ';')"]
+    caplog.clear()
+    table.write_text("image,tags\na.png,ankle boot\nb.png,bag|ankle boot\nc.png,bag\n"
+                     "d.png,bag|shirt\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="salgl"):
+        c = read_csv_tags(table, images, tag_separator="|")
+    assert c.labels == ["ankle boot", "bag", "shirt"] and not caplog.records

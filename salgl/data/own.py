@@ -120,6 +120,9 @@ def prepare_own(name: str, cfg: OwnDatasetConfig, out: Path, progress: bool = Tr
     """Read, split, check and write a user's dataset into ``out``; returns its meta."""
     where = f"prepare.{name}"
     collection = read_collection(name, cfg)
+    listed = ", ".join(collection.labels[:30])
+    more = f" and {len(collection.labels) - 30} more" if len(collection.labels) > 30 else ""
+    log.info("%s: %d labels: %s%s", name, len(collection.labels), listed, more)
     splits = make_splits(collection, cfg, where)
     root = image_root(cfg)
     kept, skipped = drop_unreadable(splits, cfg.strict, workers, progress, root)

@@ -7,6 +7,9 @@ upper case before lower case). A row with no tags is an image with no label pres
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 from salgl.data.formats.collection import Collection, check_collection
@@ -22,10 +25,22 @@ from salgl.errors import SalglError
 
 TAG_COLUMNS = ("tags", "labels", "label", "categories")
 
+log = logging.getLogger("salgl")
+
 
 def split_tags(cell: str, separator: str) -> list[str]:
     """Tags of a cell in first-seen order: stripped, empty ones and repeats dropped."""
     return list(dict.fromkeys(t.strip() for t in cell.split(separator) if t.strip()))
+
+
+def split_names(rows: list[list[str]], shown: int = 3) -> list[tuple[str, str, int]]:
+    """Pairs of tags that occur only next to each other, in one order, in two rows or more:
+    most likely one name ("ankle boot") cut in two by the separator. (first, second, rows)."""
+    alone: Counter = Counter(tag for tags in rows for tag in tags)
+    adjacent: Counter = Counter(pair for tags in rows for pair in pairwise(tags))
+    found = [(a, b, n) for (a, b), n in adjacent.items()
+             if n >= 2 and alone[a] == n and alone[b] == n]
+    return sorted(found, key=lambda item: (-item[2], item[0]))[:shown]
 
 
 def _case_notes(labels: list[str]) -> list[str]:
@@ -52,9 +67,12 @@ def read_csv_tags(table: Path, images: Path, image_column: str | None = None,
     split_col = (require_column(data, split_column, (), "split_column")
                  if split_column is not None else None)
 
+    cells_seen: list[list[str]] = []
+
     def parse(number: int, cells: list[str]) -> tuple[list[str], list[str]]:
         tags = split_tags(cells[tags_col], tag_separator)
         check_label_names(tags, f"{data.path}:{number}")
+        cells_seen.append(list(tags))  # as written: the samples get sorted in place later
         return tags, []
 
     splits, merged = gather(data, Path(images), image_col, split_col, extension or "", parse,
@@ -69,6 +87,11 @@ def read_csv_tags(table: Path, images: Path, image_column: str | None = None,
         for sample in samples:
             sample.labels.sort(key=index.__getitem__)
             untagged += not sample.labels
+    for first, second, rows in split_names(cells_seen):
+        log.warning("%s: tags %r and %r always appear together, in this order (%d rows): one "
+                    "label %r split at tag_separator %r? Set tag_separator to what separates "
+                    "labels (',', '|', ';')", data.path, first, second, rows, f"{first} {second}",
+                    tag_separator)
     notes = merged_note(merged, "tags") + _case_notes(labels)
     if untagged:
         notes.append(f"kept {untagged} image(s) without tags as all-negative")
