@@ -405,9 +405,31 @@ def stage_section(params: Mapping, stage: str, dataset: str) -> Any:
     return group.get(dataset, {})
 
 
+# The params groups dvc.yaml's stages declare for each dataset listed under `datasets:`.
+STAGE_GROUPS = ("prepare", "embed", "train", "evaluate", "plots")
+
+
+def check_stage_groups(params: Mapping, dataset: str, source: str = "params.yaml") -> None:
+    """A dataset listed under ``datasets:`` (the pipeline's foreach) needs a group in every
+    stage's section, or DVC stops at the first missing one, one run per group. Run by
+    prepare, the first stage, it names every missing group at once."""
+    listed = params.get("datasets")
+    if not isinstance(listed, Mapping) or dataset not in listed:
+        return
+    missing = [f"{stage}.{dataset}" for stage in STAGE_GROUPS
+               if not isinstance(params.get(stage), Mapping) or dataset not in params[stage]]
+    if missing:
+        raise SalglError(f"{source}: dataset {dataset} is listed under datasets: but lacks "
+                         f"{', '.join(missing)}; DVC's stages read each (an empty {{}} takes "
+                         "every default)")
+
+
 def dataset_params(params: Mapping, dataset: str, stage: str | None = None) -> DatasetParams:
     """Validated settings of ``dataset`` from a loaded params mapping. With ``stage``, the
-    training settings' backbone check (which imports timm, seconds) runs only for train."""
+    training settings' backbone check (which imports timm, seconds) runs only for train;
+    prepare also checks that a dataset of the pipeline has every stage's group."""
+    if stage == "prepare":
+        check_stage_groups(params, dataset)
     prepare_raw = stage_section(params, "prepare", dataset)
     if dataset not in DATASETS and not (isinstance(prepare_raw, Mapping)
                                         and "format" in prepare_raw):

@@ -99,3 +99,20 @@ def test_a_stage_section_of_the_wrong_kind_is_one_line(tmp_path, salgl_main):
                               "--set", "seed=1", "--out", str(tmp_path / "o"))
     assert code == 2
     assert err.strip() == "salgl prepare: error: prepare: expected a mapping of datasets"
+
+
+def test_a_pipeline_dataset_missing_stage_groups_is_named_at_once(tmp_path, salgl_main):
+    """DVC reads each stage's group of every dataset under `datasets:` and stops at the first
+    missing one; prepare, the first stage, names them all in one run."""
+    params = tmp_path / "params.yaml"
+    params.write_text("datasets:\n  mine: tags.csv\nprepare:\n  mine: {format: csv, "
+                      "annotations: tags.csv, images: img}\nembed:\n  mine: {}\n",
+                      encoding="utf-8")
+    before = tree_snapshot(tmp_path)
+    code, _, err = salgl_main("prepare", "mine", "--params", str(params),
+                              "--out", str(tmp_path / "out"))
+    assert code == 2
+    assert err.strip() == ("salgl prepare: error: params.yaml: dataset mine is listed under "
+                           "datasets: but lacks train.mine, evaluate.mine, plots.mine; DVC's "
+                           "stages read each (an empty {} takes every default)")
+    assert changes(before, tree_snapshot(tmp_path)) == []
