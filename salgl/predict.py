@@ -210,7 +210,9 @@ def _write_records(out: TextIO, fmt: str, labels: list[str], results: Iterator[t
     writer = None
     if fmt == "csv":
         writer = csv.writer(out)
-        writer.writerow(["path", "labels", "scene", "scene_top_labels", *labels])
+        # scene probabilities last, named so no label column can be mistaken for one
+        writer.writerow(["path", "labels", "scene", "scene_top_labels", *labels,
+                         *(f"scene_prob_{k}" for k in range(len(scene_labels)))])
     failed = 0
     for path, scores, scenes in results:
         if scores is None:
@@ -221,7 +223,7 @@ def _write_records(out: TextIO, fmt: str, labels: list[str], results: Iterator[t
         scene = int(np.argmax(scenes))
         if writer is not None:
             writer.writerow([str(path), ";".join(names), scene, ";".join(scene_labels[scene]),
-                             *(f"{s:.6f}" for s in scores)])
+                             *(f"{s:.6f}" for s in scores), *(f"{p:.6f}" for p in scenes)])
         else:
             named = zip(labels, scores, strict=True)
             record = {"path": str(path), "labels": names,

@@ -133,7 +133,9 @@ def test_predict_labels_good_images_and_reports_bad_ones(tiny_run: TinyRun, tmp_
     assert code == 0
     header = out.splitlines()[0].split(",")
     assert header[:4] == ["path", "labels", "scene", "scene_top_labels"]
-    assert header[4:] == LABELS
+    assert header[4:] == [*LABELS, "scene_prob_0", "scene_prob_1"]
+    row = out.splitlines()[1].split(",")
+    assert abs(sum(float(v) for v in row[-2:]) - 1.0) < 1e-4  # as the JSON lines' scene_probs
 
     (tmp_path / "empty").mkdir()
     code, _, err = salgl_main("predict", str(tiny_run.model), str(tmp_path / "empty"))
