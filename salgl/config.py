@@ -167,7 +167,7 @@ class TrainConfig:
     pretrained: bool = _f(False, doc="download timm weights (needs internet)")
     pretrained_path: str | None = _f(None, doc="local safetensors or state-dict file")
     output_stride: int | None = _f(None, choices=(None, 8, 16, 32))
-    backbone_stage: int | None = _f(None, lo=0, doc="use this timm feature stage's output; "
+    backbone_stage: int | None = _f(None, lo=0, hi=16, doc="use this timm feature stage's output; "
                                     "null = the last features")
     img_size: int = _f(64, lo=16, hi=2048)
     normalization: str = _f("imagenet", choices=("imagenet", "none"))
@@ -176,9 +176,10 @@ class TrainConfig:
                    "linear layer, same loss and recipe); the SALGL head settings are unused")
     num_scenes: int = _f(4, lo=1, hi=256)
     num_steps: int = _f(3, lo=0, hi=16)
-    attention_dim: int = _f(1024, lo=1)
-    encoder_heads: int = _f(8, lo=1)
-    encoder_ffn: int = _f(2048, lo=1)
+    # upper bounds: those a model file may hold (salgl.model.base.SIZE_BOUNDS)
+    attention_dim: int = _f(1024, lo=1, hi=65_536)
+    encoder_heads: int = _f(8, lo=1, hi=1024)
+    encoder_ffn: int = _f(2048, lo=1, hi=65_536)
     dropout: float = _f(0.1, lo=0.0, hi=1.0)
     pos_encoding: bool = _f(False)
     outmess: bool = _f(True)
@@ -271,6 +272,50 @@ def official_params(params: Mapping, name: str) -> OfficialConfig:
     if not isinstance(group, Mapping) or name not in group:
         raise SalglError(f"official.{name}: no such entry in params.yaml")
     return parse(OfficialConfig, group[name], f"official.{name}")
+
+
+# -------------------------------------------------------------------------------- help
+
+
+def _default_text(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _range_text(meta: Mapping) -> str:
+    if meta.get("choices"):
+        return " | ".join(_default_text(c) for c in meta["choices"])
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is None and hi is None:
+        return ""
+    low = "" if lo is None else (f"> {lo}" if meta.get("lo_open") else f">= {lo}")
+    if hi is None:
+        return low
+    return f"{lo} to {hi}" if lo is not None and not meta.get("lo_open") else \
+        f"{low}, <= {hi}".lstrip(", ")
+
+
+def settings_help(cls: type, width: int = 88) -> str:
+    """Every setting of ``cls`` with its default, range or choices and what it does: the
+    `--help` epilog of the stage that reads them, written from the same fields parse checks."""
+    import textwrap
+
+    lines = []
+    for f in dataclasses.fields(cls):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING \
+            else f.default
+        parts = [f"{f.name}: {_default_text(default)}"]
+        allowed = _range_text(f.metadata)
+        if allowed:
+            parts.append(f"({allowed})")
+        if f.metadata.get("doc"):
+            parts.append(f.metadata["doc"])
+        lines.append(textwrap.fill("  ".join(parts), width, initial_indent="  ",
+                                   subsequent_indent="      "))
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- parsing
