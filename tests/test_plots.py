@@ -150,6 +150,8 @@ def test_make_all_plots_without_scenes_or_history(tmp_path: Path, low_dpi: None)
 def test_pr_series_ranges_and_perfect_label(tmp_path: Path) -> None:
     from sklearn.metrics import average_precision_score
 
+    from salgl.metrics import average_precision
+
     case = _case(tmp_path)
     curves = pr_curves(case["scores"], case["targets"], LABELS, case["ignore"])
     written = pd.read_csv(write_pr_series(curves, tmp_path / "pr.csv"))
@@ -164,7 +166,11 @@ def test_pr_series_ranges_and_perfect_label(tmp_path: Path) -> None:
     assert cat.loc[cat["recall"] == 1.0, "precision"].max() == pytest.approx(1.0)
     keep = case["ignore"][:, 4] == 0
     expected = average_precision_score(case["targets"][keep, 4], case["scores"][keep, 4])
-    assert curve_ap(curves["sky"]) == pytest.approx(expected)
+    assert curve_ap(curves["sky"], interpolated=False) == pytest.approx(expected)
+    # by default the project's AP: interpolated, as salgl.metrics and per_label_ap.csv
+    interpolated = average_precision(case["scores"], case["targets"], case["ignore"])
+    assert [curve_ap(curves[name]) for name in LABELS] == pytest.approx(interpolated)
+    assert curve_ap(curves["sky"]) > curve_ap(curves["sky"], interpolated=False)
 
 
 def test_pr_curves_skip_labels_without_counted_positives() -> None:
@@ -492,5 +498,219 @@ def test_ap_variant_is_named(tmp_path: Path) -> None:
     _check_readable(fig)
     case = _case(tmp_path)
     fig = pr_figure(pr_curves(case["scores"], case["targets"], LABELS, case["ignore"]), 3)
-    assert "non-interpolated AP" in fig.axes[0].get_title()
+    assert "interpolated AP" in fig.get_suptitle() and "non-interpolated" not in fig.get_suptitle()
     _check_readable(fig)
+
+
+# --------------------------------------------------------------------------- issue 21, point 8
+
+
+def _numbers_right_of_axes(fig, count: int) -> list[str]:
+    """The bar values of each axes: ``count`` numbers per axes with bars, each right of its
+    axes, where no bar, marker or reference line (all clipped to the axes) can reach it."""
+    from salgl.figures.common import lay_out
+
+    lay_out(fig)
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    numbers = []
+    for ax in fig.axes:
+        if not ax.patches:
+            continue
+        mine = [t for t in ax.texts if t.get_text().replace(".", "", 1).isdigit()]
+        assert len(mine) == count
+        for text in mine:
+            assert text.get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1
+            numbers.append(text.get_text())
+    return numbers
+
+
+def test_pr_panels_give_the_tables_ap_and_the_prior(tmp_path: Path) -> None:
+    """One panel per label, best AP first; its title's AP is per_label_ap's (interpolated),
+    its dashed line the label's positive rate; with fewer panels, the best and the worst."""
+    import re
+
+    from salgl.figures.ap import per_label_frame
+    from salgl.figures.pr import pr_figure
+    from salgl.predictions import Predictions
+
+    case = _case(tmp_path)
+    predictions = Predictions.load(_write_npz(case, tmp_path / "pred.npz"))
+    table = per_label_frame(predictions, LABELS).set_index("label")
+    curves = pr_curves(case["scores"], case["targets"], LABELS, case["ignore"])
+    fig = pr_figure(curves, 10)
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert len(panels) == len(LABELS)
+    shown = []
+    for ax in panels:
+        name, numbers = ax.get_title().rsplit("\n", 1)
+        ap, prior = map(float, re.fullmatch(r"AP ([\d.]+) · prior ([\d.]+)", numbers).groups())
+        assert ap == pytest.approx(table.loc[name, "ap"], abs=5e-4)
+        assert prior == pytest.approx(table.loc[name, "prevalence"], abs=5e-4)
+        dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
+        assert len(dashed) == 1
+        assert dashed[0].get_ydata() == pytest.approx([table.loc[name, "prevalence"]] * 2)
+        shown.append(name)
+    assert shown == table["ap"].sort_values(ascending=False, kind="stable").index.tolist()
+    assert fig.get_suptitle().startswith("Precision-recall per label: all 5 labels")
+    assert "interpolated AP" in fig.get_suptitle()
+    _check_readable(fig)
+
+    fig = pr_figure(curves, 3)
+    names = [ax.get_title().split("\n")[0] for ax in fig.axes if ax.axison]
+    assert names == shown[:2] + shown[-1:]
+    assert "the 2 best and the worst of 5 labels" in fig.get_suptitle()
+    assert sum(not ax.axison for ax in fig.axes) == 0  # 3 panels: 1 x 3, no empty cell
+
+
+def test_per_label_ap_numbers_match_the_pr_titles_and_clear_the_marks(tmp_path: Path) -> None:
+    from salgl.figures.ap import per_label_figure
+
+    frame = read_per_label(_write_per_label(tmp_path / "ap.csv"))
+    fig = per_label_figure(frame)
+    scored = frame.dropna(subset=["ap"]).sort_values("ap", kind="stable")
+    assert _numbers_right_of_axes(fig, len(scored)) == [f"{v:.3f}" for v in scored["ap"]]
+    _check_readable(fig)
+
+
+def test_loss_axis_says_how_the_logged_loss_is_reduced(tmp_path: Path) -> None:
+    """The axis names the reduction, and the reduction is what salgl.losses computes: the
+    ASL of a batch is 1000 times the mean of its image-label pairs' losses."""
+    import torch
+
+    from salgl.figures.curves import training_figure
+    from salgl.losses import asymmetric_loss
+
+    fig = training_figure(read_live_metrics(_write_live(tmp_path / "live")))
+    loss_ax, scene_ax = fig.axes[0], fig.axes[1]
+    assert loss_ax.get_ylabel().startswith("loss per image-label pair × 1000")
+    assert "epoch mean" in loss_ax.get_ylabel() and "epoch mean" in scene_ax.get_ylabel()
+    legend = [t.get_text() for t in loss_ax.get_legend().get_texts()]
+    assert legend[0].startswith("loss_total: ASL + scene weight")
+    assert "mean over the batch's images and labels × 1000" in legend[1]
+    scene = " ".join(t.get_text() for t in scene_ax.get_legend().get_texts())
+    assert "(nats" in scene and "× 100" in scene
+    _check_readable(fig)
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 4, generator=generator)
+    targets = (torch.rand(3, 4, generator=generator) < 0.5).float()
+    pairs = [asymmetric_loss(logits[i:i + 1, j:j + 1], targets[i:i + 1, j:j + 1]) / 1000
+             for i in range(3) for j in range(4)]
+    assert float(asymmetric_loss(logits, targets)) == pytest.approx(
+        1000 * float(torch.stack(pairs).mean()), rel=1e-5)
+
+
+@pytest.mark.parametrize(("top", "bars", "title"), [(10, 6, "All 6 labels per scene"),
+                                                    (6, 6, "All 6 labels per scene"),
+                                                    (3, 3, "Top 3 of 6 labels per scene")])
+def test_top_labels_title_counts_what_it_shows(top: int, bars: int, title: str) -> None:
+    from salgl.figures.scenes import top_labels_figure
+
+    memory, labels = _four_scene_memory()
+    fig = top_labels_figure(memory, labels, top=top)
+    assert fig.get_suptitle().startswith(title)
+    assert all(len(ax.patches) == bars for ax in fig.axes)
+    shares = scene_label_shares(memory)
+    expected = [f"{v:.2f}" for k in range(4) for v in np.sort(shares[k])[::-1][:bars][::-1]]
+    assert _numbers_right_of_axes(fig, bars) == expected
+    if top == 10:
+        _check_readable(fig)
+
+
+def _reading_tables(tmp_path: Path) -> tuple[list, list]:
+    """ablation_differences.csv and ablation_verdicts.csv as the summary writes them, read
+    back: a-d with 3 converged seeds of 5 ("does not help"), a-b with none ("unreadable")."""
+    from salgl.ablation.figure import read_rows
+    from salgl.ablation.summary import ALL_RUNS, CONVERGED, UNREADABLE, to_csv
+
+    def row(comparison, data, runs, seeds, mean, t, boot):
+        return {"comparison": comparison, "data": data, "runs": runs,
+                **{f"seed_{k}": v for k, v in seeds.items()}, "seeds": len(seeds),
+                "mean": mean, "t_lower": t[0], "t_upper": t[1],
+                "bootstrap_low": boot[0], "bootstrap_high": boot[1]}
+
+    differences = [
+        row("a-b", "positive", ALL_RUNS, {0: -0.01, 1: 0.004}, -0.003, (-0.03, 0.02),
+            (-0.008, 0.002)),
+        row("a-b", "control", ALL_RUNS, {0: 0.002, 1: -0.006}, -0.002, (-0.02, 0.02),
+            (-0.006, 0.001)),
+        row("a-b", "DiD", ALL_RUNS, {0: -0.012, 1: 0.01}, -0.001, (-0.04, 0.04),
+            (-0.006, 0.005)),
+        row("a-d", "positive", CONVERGED, {0: -0.029, 1: -0.0195, 3: -0.0195}, -0.0227,
+            (-0.0319, -0.0134), (-0.029, -0.0147)),
+        row("a-d", "control", CONVERGED, {0: 0.0099, 1: -0.0021, 3: 0.0065}, 0.0048,
+            (-0.0056, 0.0152), (-0.0008, 0.0103)),
+        row("a-d", "DiD", CONVERGED, {0: -0.0389, 1: -0.0174, 3: -0.026}, -0.0274,
+            (-0.0456, -0.0092), (-0.0358, -0.0175)),
+    ]
+    verdicts = [{"comparison": "a-b", "seeds": 0, "void_seeds": 2, "verdict": UNREADABLE},
+                {"comparison": "a-d", "seeds": 3, "void_seeds": 2, "delta_mean": -0.0227,
+                 "delta_t_upper": -0.0134, "verdict": "does not help"}]
+    (tmp_path / "differences.csv").write_text(to_csv(differences), encoding="utf-8")
+    (tmp_path / "verdicts.csv").write_text(to_csv(verdicts), encoding="utf-8")
+    return read_rows(tmp_path / "differences.csv"), read_rows(tmp_path / "verdicts.csv")
+
+
+def test_ablation_figure_shows_each_difference_its_bounds_and_the_verdict(
+        tmp_path: Path) -> None:
+    from salgl.ablation.figure import ablation_figure, ablation_result_figure
+    from salgl.ablation.reading import ReadingRule
+
+    differences, verdicts = _reading_tables(tmp_path)
+    runs = [{"data": d, "variant": v, "seed": s, "mAP": 0.55 + 0.01 * s, "void": s == 2}
+            for d in ("positive", "control") for v in "abd" for s in range(3)]
+    rule = ReadingRule(scene_data="positive", control="control")
+    titles = {"a": "SALGL", "b": "1 scene", "d": "plain"}
+    fig = ablation_result_figure(runs, differences, ["positive", "control"], titles, verdicts,
+                                 rule)
+    ax = next(a for a in fig.axes if a.get_title().startswith("Paired differences"))
+    by_gid = {artist.get_gid(): artist for artist in ax.get_children() if artist.get_gid()}
+    heading = by_gid["verdict a-d"]
+    assert heading.get_text() == ("a-d (SALGL − plain): does not help, 3 converged seeds "
+                                  "(2 with a void run left out)")
+    assert heading.get_color() == "tab:red"
+    assert by_gid["verdict a-b"].get_text().endswith(": unreadable: every seed has a void run")
+    for row in differences:
+        gid = f"{row['comparison']} {row['data']}"
+        if row["comparison"] == "a-b":  # no converged seed: only the mean with void runs
+            assert f"mean {gid}" not in by_gid and f"t bounds {gid}" not in by_gid
+            assert by_gid[f"with void {gid}"].get_xdata()[0] == pytest.approx(row["mean"])
+            continue
+        assert by_gid[f"mean {gid}"].get_xdata()[0] == pytest.approx(row["mean"])
+        (low, _), (high, _) = by_gid[f"t bounds {gid}"].get_segments()[0]
+        assert (low, high) == pytest.approx((row["t_lower"], row["t_upper"]))
+        (low, _), (high, _) = by_gid[f"bootstrap {gid}"].get_segments()[0]
+        assert (low, high) == pytest.approx((row["bootstrap_low"], row["bootstrap_high"]))
+        assert sorted(by_gid[f"seeds {gid}"].get_xdata()) == pytest.approx(
+            sorted(row[f"seed_{k}"] for k in (0, 1, 3)))
+    zero = [a for a in ax.collections if a.get_gid() == "zero"]
+    assert len(zero) == 2 and all(s[0][0] == 0 for z in zero for s in z.get_segments())
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "Student t bounds (one-sided 95% each)" in legend and "min_difference 0.01" in legend
+    _check_readable(fig)
+    assert ablation_figure(runs, differences, ["positive", "control"], tmp_path / "a.png",
+                           titles, verdicts, rule).stat().st_size > 10_000
+    fig = ablation_result_figure(runs, differences, ["positive", "control"], titles)
+    assert "verdict" not in fig.get_suptitle()  # none given: none claimed
+    headings = [t.get_text() for t in fig.findobj(lambda a: (a.get_gid() or "").startswith(
+        "verdict "))]
+    assert headings == ["a-b (SALGL − 1 scene)", "a-d (SALGL − plain)"]
+
+
+def test_ablation_rows_from_a_missing_file_name_it(tmp_path: Path) -> None:
+    from tree_snapshot import changes, tree_snapshot
+
+    from salgl.ablation.figure import read_rows
+    from salgl.errors import SalglError
+
+    before = tree_snapshot(tmp_path)
+    with pytest.raises(SalglError, match=r"ablation_verdicts\.csv: missing \(run the ablation "
+                                         r"summary first\)"):
+        read_rows(tmp_path / "ablation_verdicts.csv")
+    assert changes(before, tree_snapshot(tmp_path)) == []
+    (tmp_path / "short.csv").write_text("comparison,data\na-d,positive\n", encoding="utf-8")
+    before = tree_snapshot(tmp_path)
+    with pytest.raises(SalglError, match=r"short\.csv: missing columns runs, mean"):
+        read_rows(tmp_path / "short.csv", ["comparison", "runs", "mean"])
+    assert changes(before, tree_snapshot(tmp_path)) == []

@@ -248,7 +248,7 @@ def summarise(ablation: Ablation) -> dict[str, list[dict[str, Any]]]:
     write_text(paths.differences, to_csv(diffs))
     write_text(paths.verdicts, to_csv(verdicts))
     titles = ablation.raw.get("variant_titles")
-    ablation_figure(runs, diffs, ablation.data, paths.figure, titles)
+    ablation_figure(runs, diffs, ablation.data, paths.figure, titles, verdicts, rule)
     convergence_figure(runs, ablation.data, ablation.variants, paths.convergence_figure,
                        rule.max_rise, titles)
     for row in converge:

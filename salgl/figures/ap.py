@@ -9,11 +9,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from salgl.errors import SalglError
-from salgl.figures.common import FONT, FONT_LABEL, FONT_SMALL, FONT_TITLE, blank, new_figure, save
+from salgl.figures.common import (
+    FONT,
+    FONT_LABEL,
+    FONT_SMALL,
+    FONT_TITLE,
+    blank,
+    new_figure,
+    save,
+    value_column,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
-    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from salgl.predictions import Predictions
@@ -56,21 +64,7 @@ def per_label_frame(predictions: Predictions, labels: Sequence[str]) -> pd.DataF
                          "prevalence": positives / np.maximum(valid.sum(0), 1)})
 
 
-BAR_COLOUR = "#4c92c3"  # opaque, so a number's background can hide the lines behind it
-
-
-def _bar_values(ax: Axes, values: np.ndarray) -> None:
-    """AP printed at each bar's end: inside long bars, just outside short ones.
-
-    Each number sits on a patch of its background colour, so the mean line does not cross it.
-    """
-    for yi, value in enumerate(values):
-        inside = value >= 0.15
-        ax.text(value - 0.01 if inside else value + 0.01, yi, f"{value:.2f}", va="center",
-                ha="right" if inside else "left", fontsize=FONT_SMALL, zorder=5,
-                color="white" if inside else "black",
-                bbox={"facecolor": BAR_COLOUR if inside else "white", "edgecolor": "none",
-                      "pad": 1})
+BAR_COLOUR = "#4c92c3"
 
 
 def per_label_figure(frame: pd.DataFrame) -> Figure | None:
@@ -98,7 +92,7 @@ def per_label_figure(frame: pd.DataFrame) -> Figure | None:
     ax.set_title(title, fontsize=FONT_TITLE)
     ax.grid(axis="x", alpha=0.3)
     if n <= 60:
-        _bar_values(ax, scored["ap"].to_numpy())
+        value_column(ax, scored["ap"].to_numpy(), "{:.3f}", "AP")  # as pr_curves.png
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.7 / (height - 1.2)),
               ncol=3, fontsize=FONT_SMALL, frameon=False)
     return fig

@@ -153,6 +153,20 @@ def annotate_image(ax: Axes, image, values: np.ndarray, fmt: str = "{:.2f}",
     annotate(ax, texts, colours, size)
 
 
+def value_column(ax: Axes, values: Sequence[float], fmt: str = "{:.2f}", title: str = ""
+                 ) -> None:
+    """Each horizontal bar's number in a column just right of the axes, level with its bar
+    (bar i at y = i): there no bar, marker or reference line inside the axes can run into it,
+    as they can into a number printed at a bar's end."""
+    where = ax.get_yaxis_transform()  # x in axes fractions, y in data
+    for yi, value in enumerate(values):
+        ax.text(1.015, yi, fmt.format(value), transform=where, ha="left", va="center",
+                fontsize=FONT_SMALL, clip_on=False)
+    if title:
+        ax.text(1.015, 1.0, title, transform=ax.transAxes, ha="left", va="bottom",
+                fontsize=FONT_SMALL, clip_on=False)
+
+
 def heatmap_axes(ax: Axes, labels: Sequence[str], xlabel: str, ylabel: str) -> None:
     """Label names on both axes; the figure grows with the labels, so the font need not shrink."""
     n = len(labels)

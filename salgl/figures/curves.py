@@ -25,6 +25,18 @@ if TYPE_CHECKING:
 
 Series = tuple[np.ndarray, np.ndarray]
 MAIN_LOSSES = ("loss_total", "loss_asl")
+# What each logged loss is (salgl.losses, reduced per batch; salgl.engine logs the mean of
+# the batch values over the epoch's batches), for the legends.
+LOSS_MEANINGS = {
+    "loss_total": "loss_total: ASL + scene weight × the two scene terms",
+    "loss_asl": "loss_asl: asymmetric loss, mean over the batch's images and labels × 1000",
+    "loss_scene_sample": "loss_scene_sample: mean entropy of an image's scene\n"
+                         "probabilities (nats; low: each image in one scene)",
+    "loss_scene_batch": "loss_scene_batch: (ln K − entropy of the batch's mean\n"
+                        "scene probabilities) × 100 (low: every scene used)",
+}
+ASL_AXIS = "loss per image-label pair × 1000\n(epoch mean of the batch values)"
+SCENE_AXIS = "value (epoch mean of the batch values)"
 SPLIT_NAMES = {"val": "validation", "test": "test"}
 SPLIT_ORDER = ("val", "test")
 
@@ -109,9 +121,11 @@ def split_name(folder: str) -> str:
 
 
 def _short_names(names: Sequence[str]) -> list[str]:
-    """Legend names: the file name, or the whole metric name where two share a file name."""
+    """Legend names: what a loss is, or the file name, or the whole metric name where two
+    share a file name."""
     bases = [_base(n) for n in names]
-    return [b if bases.count(b) == 1 else n for n, b in zip(names, bases, strict=True)]
+    return [LOSS_MEANINGS.get(b, b) if bases.count(b) == 1 else n
+            for n, b in zip(names, bases, strict=True)]
 
 
 def _not_logged(ax: Axes, title: str) -> None:
@@ -130,9 +144,11 @@ def _style(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
 
 
 def _plot_lines(ax: Axes, metrics: Mapping[str, Series], names: Sequence[str], title: str,
-                ylabel: str, xlabel: str = "epoch", marker_size: float = 3) -> bool:
+                ylabel: str, xlabel: str = "epoch", marker_size: float = 3,
+                legend_below: bool = False) -> bool:
     """Lines of the named metrics against epoch (DVCLive step + 1), or a 'not logged' note;
-    True when something was drawn."""
+    True when something was drawn. ``legend_below``: a long legend goes under the axes,
+    where it hides no line."""
     if not names:
         _not_logged(ax, title)
         return False
@@ -140,7 +156,11 @@ def _plot_lines(ax: Axes, metrics: Mapping[str, Series], names: Sequence[str], t
         steps, values = metrics[name]
         ax.plot(steps + 1, values, marker="o", ms=marker_size, lw=1.4, label=label)
     _style(ax, title, xlabel, ylabel)
-    ax.legend(fontsize=FONT_SMALL)
+    if legend_below:
+        ax.legend(fontsize=FONT_SMALL, loc="upper center", bbox_to_anchor=(0.5, -0.17),
+                  frameon=False)
+    else:
+        ax.legend(fontsize=FONT_SMALL)
     return True
 
 
@@ -191,11 +211,12 @@ def training_figure(metrics: Mapping[str, Series]) -> Figure | None:
         return None
     history = find_history(metrics)
     epochs = max(int(steps.max()) + 1 for steps, _ in metrics.values())
-    fig = new_figure(11, 8)
+    fig = new_figure(11, 9)
     axes = fig.subplots(2, 2).ravel()
-    _plot_lines(axes[0], metrics, history.main_losses, "Training loss", "loss (epoch mean)")
-    _plot_lines(axes[1], metrics, history.scene_losses, "Scene regularisers",
-                "loss (epoch mean)")
+    _plot_lines(axes[0], metrics, history.main_losses, "Training loss", ASL_AXIS,
+                legend_below=True)
+    _plot_lines(axes[1], metrics, history.scene_losses, "Scene regularisers", SCENE_AXIS,
+                legend_below=True)
     _plot_lr(axes[2], metrics, history.lr)
     _plot_maps(axes[3], metrics, history.maps)
     selected = [split_name(f) for f, (_, best) in history.maps.items() if best is not None]

@@ -19,6 +19,7 @@ from salgl.figures.common import (
     grid_shape,
     new_figure,
     save,
+    value_column,
 )
 from salgl.figures.memory import as_cooccurrence, occurrences, scene_label_shares
 
@@ -30,15 +31,24 @@ if TYPE_CHECKING:
 # --------------------------------------------------------------------------- top labels
 
 
+def shown_labels(top: int, label_count: int) -> tuple[int, str]:
+    """How many labels each panel ranks, and the title's words for them: every label,
+    ranked, when ``top`` reaches the label count (the ranking then has no "top")."""
+    if top >= label_count:
+        return label_count, f"All {label_count} label{'s' if label_count != 1 else ''}"
+    return top, f"Top {top} of {label_count} labels"
+
+
 def top_labels_figure(memory: np.ndarray, labels: Sequence[str], top: int = 10) -> Figure:
-    """Per scene, the labels with the largest share of their occurrences in it, against 1/K."""
+    """Per scene, the labels with the largest share of their occurrences in it, against 1/K;
+    each bar's share in a column right of its panel, clear of the bars and the 1/K line."""
     shares = scene_label_shares(memory)
     scenes = memory.shape[0]
     rows, cols = grid_shape(scenes)
-    count = min(top, len(labels))
+    count, which = shown_labels(max(1, top), len(labels))
     xmax = min(1.0, float(shares.max(initial=0.0)) * 1.2) or 1.0
     uniform = 1 / scenes
-    fig = new_figure(cols * 4.4, rows * (0.3 * count + 1.5) + 1.0, layout="constrained")
+    fig = new_figure(cols * 4.8, rows * (0.3 * count + 1.5) + 1.0, layout="constrained")
     axes = []
     for k in range(scenes):
         ax = fig.add_subplot(rows, cols, k + 1)
@@ -56,9 +66,8 @@ def top_labels_figure(memory: np.ndarray, labels: Sequence[str], top: int = 10) 
         order = np.argsort(-shares[k], kind="stable")[:count][::-1]
         values = shares[k][order]
         ax.barh(np.arange(len(order)), values, color="tab:blue", alpha=0.85)
-        for yi, value in enumerate(values):
-            ax.text(value + xmax * 0.01, yi, f"{value:.2f}", va="center", fontsize=FONT_SMALL,
-                    zorder=5, bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
+        value_column(ax, values, title="share")
+        ax.set_ylim(-0.6, len(order) - 0.4)
         ax.axvline(uniform, color="tab:red", ls="--", lw=1.2,
                    label=f"1/K = {uniform:.2f}: the share if scenes did not matter")
         ax.set_yticks(np.arange(len(order)), [str(labels[i]) for i in order], fontsize=FONT)
@@ -66,7 +75,7 @@ def top_labels_figure(memory: np.ndarray, labels: Sequence[str], top: int = 10) 
     if drawn:
         fig.legend(*drawn[0].get_legend_handles_labels(), loc="outside lower center",
                    fontsize=FONT, frameon=False)
-    fig.suptitle(f"Each scene's top {count} labels by the share of their occurrences that fell "
+    fig.suptitle(f"{which} per scene, ranked by the share of their occurrences that fell "
                  f"in it (K = {scenes} scenes)\nscene totals: {MEMORY_NOTE}", fontsize=FONT_TITLE)
     return fig
 
