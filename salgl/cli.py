@@ -117,8 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embeddings", type=Path, help="folder with vectors.npy and info.json "
                    f"(default {DEFAULT.embeddings})")
     p.add_argument("--out", type=Path, help=f"model file (default {DEFAULT.model})")
-    p.add_argument("--state", type=Path, help=f"resume-state folder (default {DEFAULT.state})")
-    p.add_argument("--live", type=Path, help=f"DVCLive folder (default {DEFAULT.live})")
+    p.add_argument("--state", type=Path, help=f"resume-state folder (default {DEFAULT.state}); "
+                   "it must hold nothing but what salgl writes there")
+    p.add_argument("--live", type=Path, help=f"DVCLive folder (default {DEFAULT.live}); it "
+                   "must hold nothing but what salgl writes there")
     p.add_argument("--processes", type=int, default=1, metavar="N",
                    help="processes on this node (one per GPU): N > 1 re-runs this command "
                    "under torchrun with DistributedDataParallel (params.yaml: nproc)")
@@ -128,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, help=f"model file (default {DEFAULT.model})")
     _prepared_option(p)
     p.add_argument("--metrics", type=Path, help=f"metrics JSON (default {DEFAULT.metrics})")
-    p.add_argument("--eval-dir", type=Path, help=f"tables folder (default {DEFAULT.eval_dir})")
+    p.add_argument("--eval-dir", type=Path, help=f"tables folder (default {DEFAULT.eval_dir}); "
+                   "it must hold nothing but salgl's tables")
     p.add_argument("--predictions", type=Path,
                    help=f"predictions npz (default {DEFAULT.predictions})")
 
@@ -140,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     _prepared_option(p)
     p.add_argument("--predictions", type=Path, help="predictions npz of the evaluate stage "
                    f"(default {DEFAULT.predictions})")
-    p.add_argument("--out", type=Path, help=f"figures folder (default {DEFAULT.figures})")
+    p.add_argument("--out", type=Path, help=f"figures folder (default {DEFAULT.figures}); it "
+                   "must hold nothing but salgl's figures")
 
     p = sub.add_parser("predict", help="Label your own images with a trained model.",
                        description="Label images with a model file. PATH may be image files, "
@@ -305,45 +309,173 @@ def _dataset_params(args: argparse.Namespace, stage: str):
     return dataset_params(params, args.dataset, stage)
 
 
+# --------------------------------------------------------------------------- what a command
+# reads and writes: one check of each command's named outputs (the defaults of salgl.paths
+# where none is named) against its inputs and each other, before the command does any work
+# (salgl.output_rules.check_outputs). predict and export check their one output themselves.
+
+def _check(outputs: list, inputs: list) -> None:
+    from salgl.output_rules import check_outputs
+
+    check_outputs(outputs, inputs)
+
+
+def _params_file(args) -> list:
+    from salgl.output_rules import Input
+
+    return [Input("the params file", args.params)]
+
+
+def _image_root(params) -> list:
+    """The folder the prepared lists' images are read from, when image_roots names one."""
+    from salgl.output_rules import Input
+
+    return [Input(f"image_roots.{params.name}", Path(params.image_root))] \
+        if params.image_root else []
+
+
+def _io_prepare(args, params, out: Path) -> tuple[list, list]:
+    from salgl.output_rules import Input, Output
+    from salgl.pipeline import prepare_inputs
+
+    return ([Output("--out", out, "prepared")],
+            [*(Input(what, path) for what, path in prepare_inputs(params, args.raw)),
+             *_params_file(args)])
+
+
+def _io_embed(args, params, prepared: Path, out: Path) -> tuple[list, list]:
+    from salgl.output_rules import Input, Output
+
+    glove = params.embed.glove_path if params.embed.source == "glove" else None
+    return ([Output("--out", out, "embeddings")],
+            [Input("the prepared folder", prepared),
+             Input(f"embed.{params.name}.glove_path", Path(glove) if glove else None),
+             *_params_file(args)])
+
+
+def _io_train(args, params) -> tuple[list, list]:
+    from salgl.output_rules import Input, Output
+
+    paths = DatasetPaths(params.name)
+    return ([Output("--out", args.out or paths.model),
+             Output("--state", args.state or paths.state, "state"),
+             Output("--live", args.live or paths.live, "live")],
+            [Input("the prepared folder", args.prepared or paths.prepared),
+             Input("the embeddings folder", args.embeddings or paths.embeddings),
+             *_image_root(params), *_params_file(args)])
+
+
+def _io_evaluate(args, params) -> tuple[list, list]:
+    from salgl.output_rules import Input, Output
+
+    paths = DatasetPaths(params.name)
+    return ([Output("--metrics", args.metrics or paths.metrics),
+             Output("--eval-dir", args.eval_dir or paths.eval_dir, "eval"),
+             Output("--predictions", args.predictions or paths.predictions)],
+            [Input("the model", args.model or paths.model),
+             Input("the prepared folder", args.prepared or paths.prepared),
+             *_image_root(params), *_params_file(args)])
+
+
+def _io_plots(args, params) -> tuple[list, list]:
+    """A model named alone draws only its memory's figures; otherwise the stage reads the
+    evaluate stage's predictions and table, which must be there before any figure is drawn."""
+    from salgl.output_rules import Input, Output
+    from salgl.pipeline import plots_model_only
+
+    name, paths = params.name, DatasetPaths(params.name)
+    outputs = [Output("--out", args.out or paths.figures, "figures")]
+    inputs = [Input("the model", args.model or paths.model,
+                    None if args.model else f"`salgl train {name}`"), *_params_file(args)]
+    if plots_model_only(name, args.model, args.predictions):
+        return outputs, inputs
+    evaluate = f"`salgl evaluate {name}`"
+    inputs += [Input("the predictions", args.predictions or paths.predictions, evaluate),
+               Input("the per-label AP table", paths.eval_dir / "per_label_ap.csv", evaluate),
+               Input("the prepared folder", args.prepared or paths.prepared),
+               Input("the training curves", paths.live / "plots" / "metrics")]
+    outputs.append(Output("the scene-match metrics", paths.scene_match))
+    if args.out is None:  # with --out the training curves go into that folder
+        outputs.append(Output("the training-curves figure", paths.training_curves))
+    return outputs, inputs
+
+
+def _released(exp_dir: Path, labels: Path) -> list:
+    """What importing a released experiment reads."""
+    from salgl.output_rules import Input
+
+    return [Input("the labels file", labels),
+            Input("the released config", exp_dir / "config.yaml"),
+            Input("the released checkpoint", exp_dir / "checkpoints" / "ema_best_model.pth")]
+
+
+def _io_evaluate_official(args, name: str, cfg, params) -> tuple[list, list]:
+    from salgl.output_rules import Input, Output
+    from salgl.pipeline import official_labels
+
+    out, prepared = OfficialPaths(name), DatasetPaths(params.name).prepared
+    return ([Output("the imported model", out.model), Output("the metrics", out.metrics),
+             Output("the tables folder", out.eval_dir, "eval"),
+             Output("the predictions", out.predictions),
+             Output("the figures folder", out.figures, "figures")],
+            [*_released(Path(cfg.dir), official_labels(cfg)),
+             Input("the prepared folder", prepared), *_image_root(params),
+             *_params_file(args)])
+
+
 def _cmd_prepare(args):
     from salgl.pipeline import run_prepare
 
     if args.strict:
         args.overrides.append("strict=true")
-    run_prepare(_dataset_params(args, "prepare"), args.out, args.raw)
+    params = _dataset_params(args, "prepare")
+    out = args.out or DatasetPaths(params.name).prepared
+    _check(*_io_prepare(args, params, out))
+    run_prepare(params, out, args.raw)
 
 
 def _cmd_embed(args):
     from salgl.pipeline import run_embed
 
-    run_embed(_dataset_params(args, "embed"), args.prepared, args.out)
+    params = _dataset_params(args, "embed")
+    paths = DatasetPaths(params.name)
+    prepared, out = args.prepared or paths.prepared, args.out or paths.embeddings
+    _check(*_io_embed(args, params, prepared, out))
+    run_embed(params, prepared, out)
 
 
 def _cmd_train(args):
+    import os
+
     from salgl.distributed import check_launch, relaunch, under_torchrun
     from salgl.pipeline import run_train
 
+    params = _dataset_params(args, "train")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 checks, as it writes
+        _check(*_io_train(args, params))
     if args.processes != 1 and not under_torchrun():
-        params = _dataset_params(args, "train")
         check_launch(args.processes, params.train.batch_size, params.train.device,
                      f"train.{args.dataset}.batch_size")
         relaunch(args.processes, sys.argv)
-    run_train(_dataset_params(args, "train"), args.prepared, args.embeddings, args.out,
-              args.state, args.live, progress=not args.quiet)
+    run_train(params, args.prepared, args.embeddings, args.out, args.state, args.live,
+              progress=not args.quiet)
 
 
 def _cmd_evaluate(args):
     from salgl.pipeline import run_evaluate
 
-    run_evaluate(_dataset_params(args, "evaluate"), args.model, args.prepared, args.metrics,
-                 args.eval_dir, args.predictions, progress=not args.quiet)
+    params = _dataset_params(args, "evaluate")
+    _check(*_io_evaluate(args, params))
+    run_evaluate(params, args.model, args.prepared, args.metrics, args.eval_dir,
+                 args.predictions, progress=not args.quiet)
 
 
 def _cmd_plots(args):
     from salgl.pipeline import run_plots
 
-    run_plots(_dataset_params(args, "plots"), args.model, args.prepared, args.predictions,
-              out=args.out)
+    params = _dataset_params(args, "plots")
+    _check(*_io_plots(args, params))
+    run_plots(params, args.model, args.prepared, args.predictions, out=args.out)
 
 
 def _cmd_predict(args) -> int:
@@ -354,7 +486,9 @@ def _cmd_predict(args) -> int:
 
 def _cmd_import_official(args):
     from salgl.official import import_official
+    from salgl.output_rules import Output
 
+    _check([Output("OUT", args.out)], _released(args.exp_dir, args.labels))
     summary = import_official(args.exp_dir, args.labels, args.out)
     log.info("imported %s (%s, %d px, %d labels) -> %s", args.exp_dir, summary["backbone"],
              summary["img_size"], summary["labels"], args.out)
@@ -366,8 +500,9 @@ def _cmd_evaluate_official(args):
 
     params = load_params(args.params)
     cfg = official_params(params, args.name)
-    run_evaluate_official(args.name, cfg, dataset_params(params, cfg.dataset),
-                          progress=not args.quiet)
+    dataset = dataset_params(params, cfg.dataset)
+    _check(*_io_evaluate_official(args, args.name, cfg, dataset))
+    run_evaluate_official(args.name, cfg, dataset, progress=not args.quiet)
 
 
 def _cmd_export(args):
@@ -411,6 +546,10 @@ def _cmd_headroom(args):
     if not isinstance(cfg, FashionScenesConfig):
         raise SalglError(f"prepare.{args.dataset}: headroom needs an embedded dataset (the "
                          "fashion_scenes generator); its distribution is known exactly")
+    if args.out:
+        from salgl.output_rules import Output
+
+        _check([Output("--out", args.out)], _params_file(args))
     from salgl.scene_match import background_only_recovery
 
     result = headroom(fashion_scenes_distribution(cfg), args.signal, args.target_map,
@@ -434,13 +573,20 @@ def _cmd_headroom(args):
 
 def _ablation_prepare(ablation, args) -> None:
     from salgl.ablation.run import prepare_data
+    from salgl.paths import AblationPaths
 
+    out = AblationPaths().prepared(args.data)
+    _check(*_io_prepare(args, ablation.dataset_params(args.data), out))
     prepare_data(ablation, args.data, args.raw)
 
 
 def _ablation_embed(ablation, args) -> None:
     from salgl.ablation.run import embed_data
+    from salgl.paths import AblationPaths
 
+    paths = AblationPaths()
+    _check(*_io_embed(args, ablation.dataset_params(args.data), paths.prepared(args.data),
+                      paths.embeddings(args.data)))
     embed_data(ablation, args.data)
 
 
@@ -492,7 +638,7 @@ def _on_sigterm(signum, frame) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit codes: 0 done; 1 done, but some inputs were skipped (predict); 2 bad input,
     settings or a refused write (one line names the key, file or path); 130/143 stopped."""
-    from salgl.atomic import WRITE_ERRNOS, write_error
+    from salgl.output_rules import WRITE_ERRNOS, use_error
 
     args = build_parser().parse_args(argv)
     from salgl.console import configure_logging
@@ -508,7 +654,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         if exc.errno not in WRITE_ERRNOS:
             raise
-        print(f"salgl {args.command}: error: {write_error(exc.filename or '?', exc)}",
+        # Raised where it was not caught as a read or a write: worded for either.
+        print(f"salgl {args.command}: error: {use_error(exc.filename or '?', exc)}",
               file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:

@@ -7,6 +7,7 @@ one generic checker below can name the offending key (``train.fashion_scenes.lr`
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from collections.abc import Mapping
@@ -472,8 +473,9 @@ def check_stage_groups(params: Mapping, dataset: str, source: str = "params.yaml
 def dataset_params(params: Mapping, dataset: str, stage: str | None = None) -> DatasetParams:
     """Validated settings of ``dataset`` from a loaded params mapping. With ``stage``, the
     training settings' backbone check (which imports timm, seconds) runs only for train;
-    prepare also checks that a dataset of the pipeline has every stage's group."""
-    if stage == "prepare":
+    prepare run by DVC (which names the stage in DVC_STAGE) also checks that a dataset of
+    the pipeline has every stage's group; by hand, the other groups are not needed yet."""
+    if stage == "prepare" and os.environ.get("DVC_STAGE"):
         check_stage_groups(params, dataset)
     prepare_raw = stage_section(params, "prepare", dataset)
     if dataset not in DATASETS and not (isinstance(prepare_raw, Mapping)

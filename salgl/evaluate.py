@@ -22,6 +22,7 @@ from salgl.metrics import (
     mean_ap,
     scene_usage,
 )
+from salgl.output_rules import check_dir_output
 from salgl.predictions import Predictions
 from salgl.runtime import autocast_dtype, loader_workers, select_device
 
@@ -115,7 +116,10 @@ def scene_usage_table(ev: Evaluation) -> str:
 
 def write_evaluation(ev: Evaluation, metrics_path: Path, table_dir: Path,
                      predictions_path: Path) -> None:
-    """All evaluate-stage outputs; each file appears whole or not at all."""
+    """All evaluate-stage outputs; each file appears whole or not at all. The tables folder
+    holds nothing but salgl's tables (no link is written through): the command line checks
+    every output before any work, and this checks the folder again for direct callers."""
+    check_dir_output(table_dir, "eval")
     table_dir.mkdir(parents=True, exist_ok=True)
     write_text(table_dir / "per_label_ap.csv", per_label_table(ev))
     write_text(table_dir / "scene_usage.csv", scene_usage_table(ev))

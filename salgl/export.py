@@ -13,10 +13,11 @@ from pathlib import Path
 
 import torch
 
-from salgl.atomic import atomic_path, check_file_output, check_not_input
+from salgl.atomic import atomic_path
 from salgl.checkpoint import load_model
 from salgl.errors import SalglError
 from salgl.inference import ScoresAndScenes
+from salgl.output_rules import check_file_output, check_not_input
 
 # What the graph takes and gives, also stored in its metadata (salgl.input, salgl.outputs).
 INPUT = ("images: float32 (batch, 3, S, S), RGB scaled to 0..1, then normalised as "

@@ -2,6 +2,9 @@
 
 The DVC stage scripts and the ``salgl`` subcommands both call these, so a stage run by hand
 and by ``dvc repro`` behave the same. Default locations (architecture.md) come from salgl.paths.
+What each stage reads and writes is checked before it runs by the command line (salgl.cli,
+with salgl.output_rules.check_outputs); ``prepare_inputs`` and ``plots_model_only`` tell it what a
+stage will read.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import logging
 import os
 from pathlib import Path
 
-from salgl.atomic import atomic_dir, check_apart, check_dir_output, check_file_output, write_json
+from salgl.atomic import atomic_dir, write_json
 from salgl.config import DatasetParams, OwnDatasetConfig
 from salgl.paths import DatasetPaths, OfficialPaths
 
@@ -49,10 +52,6 @@ def prepare_inputs(params: DatasetParams, raw: Path | None = None) -> Inputs:
 
 def run_prepare(params: DatasetParams, out: Path | None = None, raw: Path | None = None) -> dict:
     out = out or DatasetPaths(params.name).prepared
-    # Before any work: an output that is (or holds) an input, or a folder of someone else's
-    # files, is refused, since the prepared folder replaces ``out`` as a whole.
-    check_apart(out, prepare_inputs(params, raw))
-    check_dir_output(out, "prepared")
     if params.name == "fashion_scenes":
         from dataclasses import replace
 
@@ -83,8 +82,6 @@ def run_embed(params: DatasetParams, prepared: Path | None = None, out: Path | N
 
     paths = DatasetPaths(params.name)
     prepared, out = prepared or paths.prepared, out or paths.embeddings
-    check_apart(out, [("the prepared folder", prepared)])
-    check_dir_output(out, "embeddings")
     data = load_prepared(prepared, images=False)
     vectors, info = make_embeddings(data.labels, data.train.targets, params.embed,
                                     f"embed.{params.name}")
@@ -106,11 +103,6 @@ def run_train(params: DatasetParams, prepared: Path | None = None, embeddings: P
     prepared, embeddings = prepared or paths.prepared, embeddings or paths.embeddings
     model_out, state = model_out or paths.model, state or paths.state
     live = live if live is not None else paths.live
-    inputs = [("the prepared folder", prepared), ("the embeddings folder", embeddings)]
-    check_file_output(model_out)
-    check_apart(model_out, inputs)
-    for folder in (state, live):
-        check_apart(folder, inputs, whole=False)
     data = load_prepared(prepared, image_root=params.image_root)
     result = train(params.name, params.train, data, embeddings, model_out, state, live,
                    progress)
@@ -130,11 +122,6 @@ def run_evaluate(params: DatasetParams, model: Path | None = None, prepared: Pat
     model, prepared = model or paths.model, prepared or paths.prepared
     metrics, eval_dir = metrics or paths.metrics, eval_dir or paths.eval_dir
     predictions = predictions or paths.predictions
-    inputs = [("the model", model), ("the prepared folder", prepared)]
-    for output in (metrics, predictions, eval_dir / "per_label_ap.csv"):
-        check_file_output(output)
-    for output in (metrics, predictions, eval_dir):
-        check_apart(output, inputs, whole=False)
     data = load_prepared(prepared, image_root=params.image_root)
     ev = evaluate_model(model, data, params.evaluate.threshold,
                         params.evaluate.batch_size, params.evaluate.device, progress)
@@ -152,6 +139,13 @@ def _figure_settings(params: DatasetParams) -> dict:
             "where": f"plots.{params.name}.label_groups"}
 
 
+def plots_model_only(name: str, model: Path | None, predictions: Path | None) -> bool:
+    """Whether the plots stage draws only the figures of a model's memory: a model named
+    alone (an imported checkpoint, a pulled file) while no predictions file is there."""
+    return model is not None and predictions is None \
+        and not DatasetPaths(name).predictions.is_file()
+
+
 def run_plots(params: DatasetParams, model: Path | None = None, prepared: Path | None = None,
               predictions: Path | None = None, eval_dir: Path | None = None,
               live: Path | None = None, out: Path | None = None,
@@ -161,11 +155,8 @@ def run_plots(params: DatasetParams, model: Path | None = None, prepared: Path |
 
     paths = DatasetPaths(params.name)
     scene_match = scene_match or paths.scene_match
-    check_file_output(scene_match)
-    check_apart(scene_match, [("the model", model or paths.model),
-                              ("the predictions", predictions or paths.predictions)])
     model_obj, info = load_model(model or paths.model)
-    if model is not None and predictions is None and not paths.predictions.is_file():
+    if plots_model_only(params.name, model, predictions):
         # A model alone (an imported checkpoint, a pulled file): the figures of its memory.
         target = out or paths.figures
         figures = model_figures(model_obj.cooccurrence.numpy(), info.labels, target,
@@ -197,6 +188,12 @@ def run_plots(params: DatasetParams, model: Path | None = None, prepared: Path |
     return summary
 
 
+def official_labels(cfg) -> Path:
+    """The labels file of a released experiment (official.NAME.labels, else the prepared
+    dataset's labels.txt)."""
+    return Path(cfg.labels) if cfg.labels else DatasetPaths(cfg.dataset).prepared / "labels.txt"
+
+
 def run_evaluate_official(name: str, cfg, params: DatasetParams, progress: bool = True) -> dict:
     """Import a released experiment, evaluate it on its prepared dataset, draw its figures."""
     from salgl.data.prepared import load_prepared
@@ -205,8 +202,7 @@ def run_evaluate_official(name: str, cfg, params: DatasetParams, progress: bool 
     from salgl.official import import_official
 
     paths, out = DatasetPaths(params.name), OfficialPaths(name)
-    labels = Path(cfg.labels) if cfg.labels else paths.prepared / "labels.txt"
-    import_official(cfg.dir, labels, out.model)
+    import_official(cfg.dir, official_labels(cfg), out.model)
     data = load_prepared(paths.prepared, image_root=params.image_root)
     ev = evaluate_model(out.model, data, cfg.threshold, cfg.batch_size, "auto", progress)
     write_evaluation(ev, out.metrics, out.eval_dir, out.predictions)

@@ -244,7 +244,7 @@ class _NothingLabelled(Exception):
 def _check_output(output: Path, model: Path, paths: Sequence[Path], found: Inputs) -> None:
     """Refuse an output that is not a writable file path or that is one of the inputs: the
     model, a PATH, a path list, or an image found in them; before any work."""
-    from salgl.atomic import check_file_output, check_not_input
+    from salgl.output_rules import check_file_output, check_not_input
 
     check_file_output(output)
     check_not_input(output, [("the model", model), *(("PATH", p) for p in paths)])

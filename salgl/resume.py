@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,17 +18,13 @@ import torch
 
 from salgl.atomic import atomic_path, write_text
 from salgl.checkpoint import contiguous_copy
+from salgl.output_rules import STATE_NOTES, check_dir_output, remove_own
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "last.safetensors"
 LIVE_STAGING = "live"  # DVCLive logs here, published to the live folder after each epoch
-STATE_NOTE = """Resume state of the train stage. While training runs, last.safetensors here holds
-everything needed to continue from the last finished epoch, and live/ the training curves
-that are copied to dvclive/ after each epoch (both are removed when training ends and are
-never committed or pushed). This note keeps the folder, a DVC output, present in every
-clone, so `dvc status` stays clean after `dvc pull`.
-"""
+STATE_NOTE = STATE_NOTES[0]  # README.txt: keeps the folder, a DVC output, in every clone
 
 
 # ----------------------------------------------------------------------------- file format
@@ -138,15 +133,14 @@ class ResumeState:
         self.live_staging = self.dir / LIVE_STAGING
 
     def prepare(self) -> None:
-        """The note that keeps the folder, minus temporary files a killed write left."""
-        for leftover in self.dir.glob(".*.tmp"):
-            if leftover.is_dir():
-                shutil.rmtree(leftover, ignore_errors=True)
-            else:
-                leftover.unlink(missing_ok=True)
+        """The note that keeps the folder, minus temporary files a killed write left. The
+        folder must hold nothing but what salgl writes there (the command line checks it
+        before any work; checked again here for callers that train directly)."""
+        check_dir_output(self.dir, "state")
+        remove_own(self.dir, "state", leftovers_only=True)
         note = self.dir / "README.txt"
         if not note.is_file() or note.read_text(encoding="utf-8") != STATE_NOTE:
-            write_text(note, STATE_NOTE)
+            write_text(note, STATE_NOTE)  # absent, or an earlier version's note
 
     def save(self, epoch: int, state: TrainingState) -> None:
         """Everything needed to continue after ``epoch`` (rank 0 calls it: it holds the EMA)."""
@@ -185,6 +179,6 @@ class ResumeState:
         return meta["epoch"] + 1
 
     def finish(self) -> None:
-        """A finished run leaves no resume state and no staged curves."""
-        self.file.unlink(missing_ok=True)
-        shutil.rmtree(self.live_staging, ignore_errors=True)
+        """A finished run leaves no resume state and no staged curves; only what salgl wrote
+        there is removed."""
+        remove_own(self.dir, "state", keep={"README.txt"})

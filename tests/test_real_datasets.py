@@ -20,7 +20,6 @@ from raw_fixtures import (
     write_jpeg,
 )
 
-from salgl.atomic import MARKER
 from salgl.data.coco import prepare_mscoco
 from salgl.data.images import check_images
 from salgl.data.nuswide import prepare_nuswide
@@ -28,6 +27,7 @@ from salgl.data.prepared import load_prepared
 from salgl.data.real import PREPARERS, prepare_real
 from salgl.data.voc import VOC_CLASSES, prepare_voc2007
 from salgl.errors import SalglError
+from salgl.output_rules import MARKER
 
 CANNOT_READ = "cannot decode: not an image format PIL can read"
 COCO_TRAIN = "coco/train2014/COCO_train2014_0000000000"

@@ -101,9 +101,12 @@ def test_a_stage_section_of_the_wrong_kind_is_one_line(tmp_path, salgl_main):
     assert err.strip() == "salgl prepare: error: prepare: expected a mapping of datasets"
 
 
-def test_a_pipeline_dataset_missing_stage_groups_is_named_at_once(tmp_path, salgl_main):
+def test_a_pipeline_dataset_missing_stage_groups_is_named_at_once(tmp_path, salgl_main,
+                                                                   monkeypatch):
     """DVC reads each stage's group of every dataset under `datasets:` and stops at the first
-    missing one; prepare, the first stage, names them all in one run."""
+    missing one; prepare, the first stage, names them all in one run (under DVC, which sets
+    DVC_STAGE; by hand the other groups are not needed yet)."""
+    monkeypatch.setenv("DVC_STAGE", "prepare@mine")
     params = tmp_path / "params.yaml"
     params.write_text("datasets:\n  mine: tags.csv\nprepare:\n  mine: {format: csv, "
                       "annotations: tags.csv, images: img}\nembed:\n  mine: {}\n",

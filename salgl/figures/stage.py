@@ -5,7 +5,6 @@ precision-recall series and curves, and the figures of the scenes' co-occurrence
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from salgl.figures.heatmaps import group_indices, plot_group_heatmaps, plot_scen
 from salgl.figures.memory import as_cooccurrence
 from salgl.figures.pr import plot_pr_curves, pr_curves, write_pr_series
 from salgl.figures.scenes import plot_scene_matching, plot_scene_top_labels
+from salgl.output_rules import check_dir_output, remove_own
 from salgl.predictions import Predictions
 from salgl.scene_match import read_scenes_tsv, scene_matching, scene_names, true_scenes_for
 
@@ -73,22 +73,25 @@ def make_all_plots(predictions_npz: str | Path, per_label_csv: str | Path | None
     """Every figure of the plots stage into ``out_dir``; returns figure names and scene match.
 
     ``curves_png`` puts the training-curves figure elsewhere: the pipeline keeps it out of
-    the folder `dvc plots show` draws, which has the interactive curves already."""
+    the folder `dvc plots show` draws, which has the interactive curves already. ``out_dir``
+    must hold nothing but what the plots stage writes (the command line checks it before
+    any work, and so does this, before the first figure); only salgl's own earlier files
+    are ever removed from it, and no link in it is followed."""
     out = Path(out_dir)
+    check_dir_output(out, "figures")
     out.mkdir(parents=True, exist_ok=True)
     predictions = Predictions.load(predictions_npz)
     labels = predictions.label_names()
     curves = Path(curves_png) if curves_png is not None else out / "training_curves.png"
     plot_training_curves(live_metrics_dir, curves)
     if curves != out / "training_curves.png":
-        (out / "training_curves.png").unlink(missing_ok=True)  # where earlier versions put it
+        remove_own(out, "figures", under="training_curves.png")  # where earlier versions put it
     figures = [curves]
     per_label = per_label_csv if per_label_csv is not None else per_label_frame(predictions, labels)
     figures.append(plot_per_label_ap(per_label, out / "per_label_ap.png"))
     curves = pr_curves(predictions.scores, predictions.targets, labels, predictions.ignore)
     series = [write_pr_series(curves, out / "pr_curves.csv")]
-    if (out / "pr").is_dir():  # per-label series of earlier versions: one chart each
-        shutil.rmtree(out / "pr")
+    remove_own(out, "figures", under="pr")  # per-label series of earlier versions
     figures.append(plot_pr_curves(curves, out / "pr_curves.png", pr_labels))
     scene_figures: list[Path] = []
     scene_probs = predictions.scene_probs
