@@ -82,7 +82,19 @@ def _dataset_command(sub, name: str, help_text: str) -> argparse.ArgumentParser:
                    help=f"override one of this dataset's {name} settings ({name}.<dataset>.KEY "
                         f"in params.yaml), e.g. --set {SET_EXAMPLES[name]} (validated like "
                         "params.yaml; repeatable)")
+    if name in STAGE_SETTINGS:
+        from salgl import config
+
+        listing = config.settings_help(getattr(config, STAGE_SETTINGS[name]))
+        p.epilog = (f"settings ({name}.<dataset> in params.yaml, or --set KEY=VALUE): default "
+                    f"(range or choices) and purpose\n{listing}")
     return p
+
+
+# The settings group each stage reads, listed by its --help (prepare's depend on the dataset:
+# OWN_DATA_HELP).
+STAGE_SETTINGS = {"embed": "EmbedConfig", "train": "TrainConfig",
+                  "evaluate": "EvaluateConfig", "plots": "PlotsConfig"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -509,8 +521,12 @@ def _cmd_export(args):
     from salgl.export import export_onnx
 
     summary = export_onnx(args.model, args.onnx, args.opset)
-    log.info("exported %s (%d labels, %d px, dynamic batch) -> %s", args.model,
-             summary["labels"], summary["img_size"], args.onnx)
+    cuts = ("the calibrated thresholds in salgl.thresholds" if summary["thresholds"]
+            else "no calibrated thresholds: cut at 0.5")
+    log.info("exported %s -> %s: input images (batch, 3, %d, %d) normalised as "
+             "salgl.normalization; outputs scores (batch, %d) and scene_probs (batch, scenes); "
+             "%s", args.model, args.onnx, summary["img_size"], summary["img_size"],
+             summary["labels"], cuts)
 
 
 def _cmd_info(args):

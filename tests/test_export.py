@@ -30,6 +30,10 @@ def test_onnx_runtime_matches_the_model(tiny_run: TinyRun, tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
     # salgl's own line at most: other libraries' INFO logging stays off
     assert len((result.stdout + result.stderr).strip().splitlines()) <= 3, result.stderr
+    # its line names the input and the outputs, and where the thresholds are
+    assert "input images (batch, 3, 32, 32)" in result.stderr
+    assert "outputs scores (batch, 6) and scene_probs" in result.stderr
+    assert "the calibrated thresholds in salgl.thresholds" in result.stderr
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     model, info = load_model(tiny_run.model)
     size = info.config.img_size

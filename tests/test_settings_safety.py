@@ -119,3 +119,20 @@ def test_a_pipeline_dataset_missing_stage_groups_is_named_at_once(tmp_path, salg
                            "datasets: but lacks train.mine, evaluate.mine, plots.mine; DVC's "
                            "stages read each (an empty {} takes every default)")
     assert changes(before, tree_snapshot(tmp_path)) == []
+
+
+@pytest.mark.parametrize("stage,setting", [("train", "  ema_warmup: true"),
+                                           ("train", "  img_size: 64  (16 to 2048)"),
+                                           ("embed", "  source: 'cooccurrence'  ('glove' |"),
+                                           ("evaluate", "  threshold: 0.5  (0.0 to 1.0)"),
+                                           ("plots", "  top_labels: 10  (>= 1)")])
+def test_stage_help_lists_every_setting_with_its_default(salgl_main, stage, setting):
+    import dataclasses
+
+    from salgl import config
+    from salgl.cli import STAGE_SETTINGS
+
+    code, out, _ = salgl_main(stage, "--help")
+    assert code == 0 and setting in out
+    for field in dataclasses.fields(getattr(config, STAGE_SETTINGS[stage])):
+        assert f"\n  {field.name}: " in out
