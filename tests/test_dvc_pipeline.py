@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dvc_repo import EXP_SHOW_DROP, run
+from dvc_repo import EXP_SHOW_DROP, REPO, run
 from stage_deps import covered, imported_by_stage, undeclared, undeclared_static
 
 
@@ -88,6 +88,38 @@ def test_a_changed_setting_reruns_its_stages(reproduced: tuple[Path, dict]) -> N
     columns = header.split()
     assert columns[:3] == ["Experiment", "Created", "mAP"], header  # test mAP leads
     assert "train.fashion_scenes.lr" in header and "num_images" not in header
+
+
+@pytest.mark.slow
+def test_the_daily_loop_with_the_ablation_declared(reproduced: tuple[Path, dict],
+                                                    tmp_path: Path) -> None:
+    """As in the real repository: the ablation's dvc.yaml, params and committed per-run
+    metrics present, its outputs never pulled. The README's comparison command still shows
+    the four main metrics of each experiment first, within 120 columns; `dvc metrics show`
+    lists the default run's files alone; `dvc checkout dvc.yaml` (the README's way back)
+    exits 0 although the ablation's outputs are in no cache."""
+    repo, _ = reproduced
+    copy = tmp_path / "repo"
+    shutil.copytree(repo, copy, symlinks=True)
+    for name in ("experiments/ablation/dvc.yaml", "experiments/ablation/params.yaml",
+                 *(f"metrics/ablation/seed-{seed}.json" for seed in range(5))):
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, copy / name)
+    run(["git", "add", "-A"], copy)
+    run(["git", "commit", "-qm", "the ablation declared"], copy)
+    shown = run(["dvc", "metrics", "show", "--json"], copy).stdout
+    assert "fashion_scenes.json" in shown and "ablation" not in shown
+    run(["dvc", "exp", "run", "-S", "train.fashion_scenes.lr=0.004"], copy)
+    table = run(["dvc", "exp", "show", "--only-changed", "--no-pager", "--drop", EXP_SHOW_DROP],
+                copy, columns=120).stdout.splitlines()
+    assert max(len(line) for line in table) <= 120, "\n".join(table)
+    header = next(line for line in table if "Experiment" in line).split()
+    assert header[:6] == ["Experiment", "Created", "mAP", "CF1", "OF1", "val_mAP"], header
+    assert "train.fashion_scenes.lr" in header, "\n".join(table)
+    rows = [line for line in table if re.search(r"\d\.\d{4}", line)]
+    assert len(rows) >= 2  # the workspace or HEAD, and the experiment, each with its numbers
+    back = run(["dvc", "checkout", "dvc.yaml"], copy, check=False)
+    assert back.returncode == 0, back.stdout + back.stderr
 
 
 @pytest.mark.slow
@@ -204,9 +236,9 @@ def test_push_pull_and_read_only_http_remote(reproduced: tuple[Path, dict],
     # a colleague: clone, pull, nothing to rebuild
     first = clone(repo, tmp_path / "colleague")
     assert not (first / MODEL).exists()
-    run(["dvc", "pull"], first)
+    run(["dvc", "pull", "dvc.yaml"], first)  # as the README writes it
     assert (first / MODEL).read_bytes() == weights
-    assert "up to date" in run(["dvc", "status"], first).stdout
+    assert "up to date" in run(["dvc", "status", "dvc.yaml"], first).stdout
     assert "Running stage" not in run(["dvc", "repro"], first).stdout
 
     # a model-registry version, fetched without cloning
