@@ -714,3 +714,23 @@ def test_ablation_rows_from_a_missing_file_name_it(tmp_path: Path) -> None:
     with pytest.raises(SalglError, match=r"short\.csv: missing columns runs, mean"):
         read_rows(tmp_path / "short.csv", ["comparison", "runs", "mean"])
     assert changes(before, tree_snapshot(tmp_path)) == []
+
+
+def test_a_scene_memory_with_almost_no_counts_is_said_not_drawn(tmp_path: Path,
+                                                                low_dpi: None,
+                                                                monkeypatch) -> None:
+    """An EMA still near its start holds a fraction of a count per cell: its P(j | i) would
+    draw 1.00s from nothing. Such a scene gets a placeholder that says why."""
+    import salgl.figures.heatmaps as heatmaps
+
+    said = []
+    monkeypatch.setattr(heatmaps, "blank", lambda path, title, message: said.append(
+        (path.name, message)) or path)
+    memory, labels = _four_scene_memory()
+    memory = memory.copy()
+    memory[1] *= 0.4 / memory[1].diagonal().sum()  # 0.4 counts in scene 1
+    written = plot_scene_heatmaps(memory, labels, tmp_path)
+    assert len(written) == memory.shape[0]
+    assert said == [("scene_1_cooccurrence.png", "only 0 co-occurrence memory counts, "
+                     "accumulated over training: too few to estimate\nP(j | i) (an untrained "
+                     "or barely trained model)")]

@@ -78,6 +78,11 @@ def scene_title(k: int, total: float) -> str:
             f"from {memory_counts(total)}")
 
 
+# Below this many occurrence counts per label on average, a scene's P(j | i) is noise (a
+# model whose memory barely filled, e.g. an EMA still near its start): said, not drawn.
+MIN_COUNTS_PER_LABEL = 5
+
+
 def plot_scene_heatmaps(cooccurrence: Any, labels: Sequence[str],
                         out_dir: str | Path) -> list[Path]:
     """One PNG per learned scene of P(label j | label i, scene k); empty scenes get a blank."""
@@ -90,9 +95,11 @@ def plot_scene_heatmaps(cooccurrence: Any, labels: Sequence[str],
     for k in range(memory.shape[0]):
         path = out_dir / f"scene_{k}_cooccurrence.png"
         total = occurrences(memory, k)
-        if total <= 0:
-            written.append(blank(path, f"Scene {k}: label co-occurrence",
-                                 "empty memory (no label occurrences)"))
+        if total < MIN_COUNTS_PER_LABEL * len(labels):
+            reason = ("empty memory (no label occurrences)" if total <= 0 else
+                      f"only {memory_counts(total)}: too few to estimate\nP(j | i) "
+                      "(an untrained or barely trained model)")
+            written.append(blank(path, f"Scene {k}: label co-occurrence", reason))
             continue
         written.append(save(scene_heatmap_figure(probs[k], labels, scene_title(k, total), vmax),
                             path))
