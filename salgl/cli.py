@@ -161,17 +161,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="Label your own images with a trained model.",
                        description="Label images with a model file. PATH may be image files, "
                        "folders (searched recursively for image files) or a .txt file with one "
-                       "path per line. Output: JSON lines (path, labels, scores, scene, "
-                       "scene_probs) or CSV. Unreadable images are reported on stderr and "
-                       "skipped; the exit code is then 1.")
+                       "path per line. Output: one JSON line per image with path, labels "
+                       "(at or above their cut-offs, highest score first), scores (every "
+                       "label), scene (the learned scene's index), scene_top_labels (the three "
+                       "labels most specific to that scene, to name it) and scene_probs; or "
+                       "CSV with the same in columns (scene_prob_K last). Unreadable images "
+                       "are reported on stderr and skipped; the exit code is then 1.")
     p.add_argument("model", type=Path, help="a model.safetensors written by salgl")
-    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                   help="image files, folders (searched recursively for image extensions) or "
+                   ".txt files with one image path per line")
     p.add_argument("--threshold", type=float, default=None,
                    help="one label cut-off for every label (default: the per-label cut-offs "
                    "calibrated on the validation split and stored in the model file; 0.5 for "
                    "a model without them)")
     p.add_argument("--topk", type=int, default=None, help="keep at most K labels per image")
-    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl",
+                   help="jsonl: one JSON object per line (default); csv: a header row, then "
+                   "one row per image")
     p.add_argument("--output", "-o", type=Path, help="write this file instead of stdout "
                    "('-': stdout); a new or regular file (or a link to one), not an input; "
                    "left as it was when no image could be labelled")

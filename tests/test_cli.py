@@ -223,3 +223,13 @@ def test_version_and_model_card(tiny_run: TinyRun, salgl_main) -> None:
     card = json.loads(salgl_main("info", str(tiny_run.model), "--json")[1])
     assert card["labels"] == LABELS and set(card["thresholds"]) == set(LABELS)
     assert card["selected_on"] == "val" and len(card["data_fingerprint"]) == 16
+
+
+def test_predict_help_names_every_output_field_and_argument(salgl_main) -> None:
+    code, out, _ = salgl_main("predict", "--help")
+    text = " ".join(out.split())  # argparse wraps lines
+    assert code == 0
+    for field in ("path", "labels", "scores", "scene", "scene_top_labels", "scene_probs",
+                  "scene_prob_K"):
+        assert field in text
+    assert "PATH image files, folders" in text and "--format {jsonl,csv} jsonl:" in text
