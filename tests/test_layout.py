@@ -174,3 +174,22 @@ def test_evaluate_official_declares_every_module_it_can_import(with_official: Pa
     missing = [str(files[m].relative_to(REPO)) for m in sorted(closure)
                if not covered(with_official / files[m].relative_to(REPO), stage.deps)]
     assert not missing, missing
+
+
+def test_cached_outputs_of_any_dataset_stay_out_of_git() -> None:
+    """DVC lists each cached output in a .gitignore beside it but drops the entry when a stage
+    fails; the root .gitignore keeps a new dataset's model and data out of `git add -A`
+    anyway, while the small outputs kept in git (metrics, tables, curves) stay visible."""
+    import subprocess
+
+    def ignored(path: str) -> bool:
+        return subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO).returncode == 0
+
+    for path in ("models/my_tags/model.safetensors", "data/prepared/my_tags/train.tsv",
+                 "data/embeddings/my_tags/vectors.npy", "data/predictions/my_tags.npz",
+                 "plots/my_tags/figures/pr_curves.png", "plots/my_tags/training_curves.png"):
+        assert ignored(path), path
+    for path in ("metrics/my_tags.json", "plots/my_tags/eval/per_label_ap.csv",
+                 "dvclive/my_tags/metrics.json", "models/my_tags/.gitignore",
+                 "data/prepared/.gitignore"):
+        assert not ignored(path), path
