@@ -120,6 +120,7 @@ def test_the_daily_loop_with_the_ablation_declared(reproduced: tuple[Path, dict]
     assert len(rows) >= 2  # the workspace or HEAD, and the experiment, each with its numbers
     back = run(["dvc", "checkout", "dvc.yaml"], copy, check=False)
     assert back.returncode == 0, back.stdout + back.stderr
+    assert "up to date" in run(["dvc", "status", "dvc.yaml"], copy).stdout
 
 
 @pytest.mark.slow
