@@ -17,7 +17,8 @@ import torch
 from salgl.checkpoint import save_model
 from salgl.data.prepared import check_label_names
 from salgl.errors import SalglError
-from salgl.model.backbone import check_backbone_name, read_state_dict
+from salgl.model.backbone import check_backbone_name
+from salgl.model.weight_files import read_state_dict
 
 NEEDED_KEYS = ("backbone", "img_size", "num_classes", "num_scenes", "num_steps", "embed_type",
                "outmess", "normalize", "ignore_self", "soft", "orid_norm")

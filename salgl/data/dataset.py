@@ -18,13 +18,24 @@ from salgl.errors import SalglError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+INCEPTION_MEAN = (0.5, 0.5, 0.5)  # timm's name; weights ported from TensorFlow use it
+INCEPTION_STD = (0.5, 0.5, 0.5)
+
+# TrainConfig.normalization -> (mean, std) per RGB channel, applied to inputs in [0, 1];
+# salgl.checkpoint.NORMALIZATION_KINDS lists the same names for model files.
+NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+    "inception": (INCEPTION_MEAN, INCEPTION_STD),  # inputs in [-1, 1]
+    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),  # inputs kept in [0, 1] (released orid_norm)
+}
 
 
 def normalization_stats(kind: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Mean/std for ``imagenet``; ``none`` keeps inputs in [0, 1] (the released orid_norm)."""
-    if kind == "imagenet":
-        return IMAGENET_MEAN, IMAGENET_STD
-    return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    """Mean/std of a ``normalization`` choice (``NORMALIZATIONS``)."""
+    if kind not in NORMALIZATIONS:
+        raise SalglError(f"normalization: unknown kind {kind!r}, expected one of "
+                         f"{', '.join(NORMALIZATIONS)}")
+    return NORMALIZATIONS[kind]
 
 
 class CutoutPatch:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import difflib
-import pickle
-import re
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from salgl.errors import SalglError
+from salgl.model.packaged_weights import PACKAGE, packaged_backbone_state
 from salgl.model.recompute import forward_recomputing
+from salgl.model.weight_files import read_state_dict
 
 
 def check_backbone_name(name: str, key: str) -> None:
@@ -32,10 +32,15 @@ def create_backbone(name: str, *, img_size: int, output_stride: int | None = Non
 
     ``stage`` (timm's feature index) stops the network early and uses that stage's feature
     map: a cheaper, narrower backbone for small images; None uses the last features.
+    ``pretrained_path`` is a local weight file, or ``package``: the ImageNet weights an
+    installed package ships for ``name`` (salgl.model.packaged_weights), for no download.
     """
     import timm
 
     check_backbone_name(name, key)
+    packaged = None
+    if pretrained_path == PACKAGE:  # checked and read before the model is built
+        packaged = packaged_backbone_state(name, f"{key} pretrained_path")
     if stage is None:
         kwargs: dict = {"num_classes": 0, "global_pool": ""}
     else:
@@ -53,7 +58,9 @@ def create_backbone(name: str, *, img_size: int, output_stride: int | None = Non
                              f"(tried {_weight_source(name)}): {reason}; set pretrained_path "
                              "to a local file instead") from None
         raise SalglError(f"{key}: could not build {name!r}: {reason}") from None
-    if pretrained_path:
+    if packaged is not None:
+        load_backbone_state(model, packaged, f"{key} pretrained_path: {PACKAGE} ({name})")
+    elif pretrained_path:
         load_backbone_weights(model, pretrained_path, key=f"{key} pretrained_path")
     if stage is not None:
         model.num_features = model.feature_info.channels()[-1]
@@ -78,55 +85,25 @@ def _is_transformer(name: str) -> bool:
     return name.split("_")[0] in {"vit", "deit", "deit3", "beit", "eva", "eva02"}
 
 
-def _pickle_refusal(exc: Exception) -> str:
-    """Why a pickle was refused, in our words: PyTorch's own message goes on to suggest
-    loading it with ``weights_only=False``, which would run whatever code the file holds."""
-    found = re.search(r"unsupported GLOBAL (\S+)", str(exc))
-    what = f" ({found.group(1)})" if found else ""
-    return (f"its pickle would build an object other than tensors{what}, which could run "
-            "code, so it is never loaded; ask for a safetensors file or a plain state dict")
-
-
-def read_state_dict(path: str | Path, key: str) -> dict[str, torch.Tensor]:
-    """Tensors from a safetensors file, or a state dict loaded without running pickle code."""
-    path = Path(path)
-    if not path.is_file():
-        raise SalglError(f"{key}: weight file {path} not found")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except Exception as exc:
-            raise SalglError(f"{path}: not a readable safetensors file ({exc})") from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise SalglError(f"{path}: refused or unreadable weight file: {_pickle_refusal(exc)}"
-                         ) from None
-    except Exception as exc:
-        raise SalglError(f"{path}: refused or unreadable weight file ({str(exc).splitlines()[0]})"
-                         ) from None
-    for wrapper in ("state_dict", "model", "module"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    if not isinstance(state, dict):
-        raise SalglError(f"{path}: expected a state dict, got {type(state).__name__}")
-    return state
-
-
 def load_backbone_weights(model: nn.Module, path: str | Path, key: str) -> None:
-    """Load a backbone's weights, ignoring classifier heads, refusing anything else missing."""
-    state = read_state_dict(path, key)
+    """Load a backbone's weights from a file (see ``load_backbone_state``)."""
+    load_backbone_state(model, read_state_dict(path, key), str(path))
+
+
+def load_backbone_state(model: nn.Module, state: dict[str, torch.Tensor], source: str
+                        ) -> None:
+    """Load a backbone's weights, ignoring classifier heads and the layers a model cut at
+    ``stage`` does not have, refusing anything the model has that ``state`` lacks;
+    ``source`` starts each error."""
     state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own}
     missing = sorted(set(own) - set(usable))
     if missing:
-        raise SalglError(f"{path}: {len(missing)} backbone weights missing, e.g. {missing[:3]}")
+        raise SalglError(f"{source}: {len(missing)} backbone weights missing, e.g. {missing[:3]}")
     for name, tensor in usable.items():
         if tuple(tensor.shape) != tuple(own[name].shape):
-            raise SalglError(f"{path}: {name} has shape {tuple(tensor.shape)}, "
+            raise SalglError(f"{source}: {name} has shape {tuple(tensor.shape)}, "
                              f"the backbone expects {tuple(own[name].shape)}")
     model.load_state_dict(usable, strict=True)
 
