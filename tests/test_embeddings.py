@@ -52,8 +52,10 @@ def test_glove_file_errors_name_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(SalglError, match=r"bad.txt:2: expected 3 numbers"):
         make_embeddings(["cat"], np.zeros((1, 1)),
                         EmbedConfig(source="glove", glove_path=str(bad)), "embed.x")
-    with pytest.raises(SalglError, match="embed.x.glove_path: required"):
-        make_embeddings(["cat"], np.zeros((1, 1)), EmbedConfig(source="glove"), "embed.x")
+    with pytest.raises(SalglError, match=r"missing.txt: GloVe file not found"):
+        make_embeddings(["cat"], np.zeros((1, 1)),
+                        EmbedConfig(source="glove", glove_path=str(tmp_path / "missing.txt")),
+                        "embed.x")
 
 
 def test_cooccurrence_vectors_are_deterministic_and_group_cooccurring_labels() -> None:
