@@ -33,6 +33,7 @@ def model_card(path: str | Path) -> dict[str, Any]:
         "dataset": extra.get("dataset"),
         "data_fingerprint": extra.get("data_fingerprint"),
         "embedding": extra.get("embedding"),
+        "init_from": extra.get("init_from"),
         "selected_on": extra.get("selected_on"),
         "selected_epoch": extra.get("selected_epoch", extra.get("best_epoch")),
         "selection_mAP": extra.get("selection_mAP", extra.get("best_test_mAP")),
@@ -79,6 +80,9 @@ def card_text(card: dict[str, Any]) -> str:
         + (f" (fingerprint {_text(card['data_fingerprint'])})" if card["data_fingerprint"]
            else ""),
     ]
+    start = card["init_from"]
+    if start:
+        lines.append(_start_line(start))
     lines.append(_selected_line(card))
     if card["training"]:
         lines.append("training   " + _items(f"{k} {_text(v, 60)}"
@@ -108,6 +112,14 @@ def _wrapped(line: str) -> str:
 def _items(texts: Any) -> str:
     """A comma-separated list that wraps between items only."""
     return ", ".join(text.replace(" ", KEEP) for text in texts)
+
+
+def _start_line(start: dict[str, Any]) -> str:
+    """Which model file the training started from (train.<dataset>.init_from)."""
+    new, dropped = start.get("new") or [], start.get("dropped") or []
+    return (f"started    from {_text(start.get('path'), 120)} (sha256 "
+            f"{_text(start.get('sha256'), 12)}): {_text(start.get('matched'))} labels matched, "
+            f"{len(new)} new, {len(dropped)} dropped")
 
 
 def _selected_line(card: dict[str, Any]) -> str:
