@@ -2,9 +2,10 @@
 
 A file output is a missing path or a regular file; a link is followed to a regular file the
 user can write (the target is replaced, the link kept); a folder, device, FIFO or socket is
-refused. A folder that salgl replaces as a whole (prepared, embeddings) gets a marker file
-listing everything salgl wrote into it, and is replaced only when it is missing, empty, holds
-nothing its marker does not list, or (no marker: an earlier salgl version wrote it; DVC keeps
+refused. A folder that salgl replaces as a whole (prepared, embeddings, the maps of `salgl
+predict --explain`) gets a marker file listing everything salgl wrote into it, and is
+replaced only when it is missing, empty, holds nothing its marker does not list (nor, for
+the maps, anything but PNGs), or (no marker: an earlier salgl version wrote it; DVC keeps
 outputs with ``persist: true``) holds nothing but what those versions wrote there. A folder
 that salgl writes file by file (tables, figures, training curves, resume state) must hold
 nothing but the names salgl writes into that kind of folder. A link or a special file inside
@@ -64,12 +65,19 @@ LEGACY_CONTENTS = {
     "eval": re.compile(r"per_label_ap\.csv|scene_usage\.csv"),
     "figures": re.compile(r"training_curves\.png|per_label_ap\.png|pr_curves\.(csv|png)"
                           r"|pr(/[^/]+\.csv)?|scene_\d+_(cooccurrence|cloud)\.png"
-                          r"|scene_(top_labels|matching)\.png|group_\w+\.png"),
+                          r"|scene_(top_labels|matching)\.png|group_\w+\.png"
+                          r"|explanations\.png"),
     "live": re.compile(_LIVE),
     "state": re.compile(rf"README\.txt|last\.safetensors|live(/({_LIVE}))?"),
 }
 # The kinds replaced as a whole (atomic_dir, with the marker); the others are written into.
-WHOLE_KINDS = (None, "prepared", "embeddings")
+# "explain" (salgl predict --explain) came with the marker, so it has no LEGACY_CONTENTS: a
+# folder of it without a marker is salgl's only while it is empty.
+WHOLE_KINDS = (None, "prepared", "embeddings", "explain")
+# What a marked folder of a kind may hold besides its marker, even where the marker lists
+# more: an explanation folder holds PNGs and nothing else, so a mistyped --explain never
+# replaces a prepared or embeddings folder, whose markers list other files.
+MARKED_CONTENTS = {"explain": re.compile(r"[^/]+\.png")}
 
 # The note that keeps a resume-state folder, a DVC output, present in every clone (the
 # current text first, then earlier ones): a README.txt of other content is not salgl's.
@@ -270,7 +278,10 @@ def _first_stranger(folder: Path, kind: str | None) -> str | None:
             if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                 return _described(path, rel, mode)
             if listed is not None:
-                own = rel == MARKER or (f"{rel}/" if stat.S_ISDIR(mode) else rel) in listed
+                entry = f"{rel}/" if stat.S_ISDIR(mode) else rel
+                allowed = MARKED_CONTENTS.get(kind or "")
+                own = rel == MARKER or (entry in listed and (
+                    allowed is None or allowed.fullmatch(entry) is not None))
             else:
                 own = _own_entry(folder, rel, mode, kind)
             if not own:
@@ -412,6 +423,16 @@ class Output:
     kind: str | None = None  # None: a file output
 
 
+def check_apart_outputs(output: Output, others: Sequence[Output]) -> None:
+    """Refuse an output that is, lies inside or holds another output of the command."""
+    for other in others:
+        relation = _relation(output.path, other.path, whole=True)
+        if relation is not None:
+            raise SalglError(f"{shown_path(output.path)}: {relation} another output of "
+                             f"this command ({other.what}: {shown_path(other.path)}); "
+                             f"choose another output; {UNCHANGED}")
+
+
 @dataclass(frozen=True)
 class Input:
     """Something a command reads; ``made_by`` names the stage that writes a required one."""
@@ -433,12 +454,7 @@ def check_outputs(outputs: Sequence[Output], inputs: Sequence[Input]) -> None:
     for k, output in enumerate(outputs):
         folder = output.kind is not None
         check_apart(output.path, named, whole=folder)
-        for other in outputs[:k]:
-            relation = _relation(output.path, other.path, whole=True)
-            if relation is not None:
-                raise SalglError(f"{shown_path(output.path)}: {relation} another output of "
-                                 f"this command ({other.what}: {shown_path(other.path)}); "
-                                 f"choose another output; {UNCHANGED}")
+        check_apart_outputs(output, outputs[:k])
         if folder:
             check_dir_output(output.path, output.kind)
         else:

@@ -1,5 +1,6 @@
 """Every figure of the plots stage, into one folder: training curves, per-label AP,
-precision-recall series and curves, and the figures of the scenes' co-occurrence memory."""
+precision-recall series and curves, the figures of the scenes' co-occurrence memory, and the
+label-attention maps of a few test images."""
 
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from salgl.errors import SalglError
 from salgl.figures.ap import per_label_frame, plot_per_label_ap
 from salgl.figures.clouds import plot_scene_clouds
 from salgl.figures.curves import plot_training_curves
+from salgl.figures.explain import ExplainInputs, plot_explanations
 from salgl.figures.heatmaps import group_indices, plot_group_heatmaps, plot_scene_heatmaps
 from salgl.figures.memory import as_cooccurrence
 from salgl.figures.pr import plot_pr_curves, pr_curves, write_pr_series
@@ -69,11 +71,15 @@ def make_all_plots(predictions_npz: str | Path, per_label_csv: str | Path | None
                    scenes_tsv: str | Path | None = None, pr_labels: int = 10,
                    cloud_words: int = 40, groups: Mapping[str, Sequence[str]] | None = None,
                    top_labels: int = 10, where: str = "plots.label_groups",
-                   curves_png: str | Path | None = None) -> dict[str, Any]:
+                   curves_png: str | Path | None = None,
+                   explain: ExplainInputs | None = None) -> dict[str, Any]:
     """Every figure of the plots stage into ``out_dir``; returns figure names and scene match.
 
     ``curves_png`` puts the training-curves figure elsewhere: the pipeline keeps it out of
-    the folder `dvc plots show` draws, which has the interactive curves already. ``out_dir``
+    the folder `dvc plots show` draws, which has the interactive curves already. ``explain``
+    (the model and the test split) adds explanations.png, the label-attention maps of a few
+    test images; when none is drawn (no ``explain``, a model without label attention), an
+    earlier run's explanations.png is removed. ``out_dir``
     must hold nothing but what the plots stage writes (the command line checks it before
     any work, and so does this, before the first figure); only salgl's own earlier files
     are ever removed from it, and no link in it is followed."""
@@ -93,6 +99,11 @@ def make_all_plots(predictions_npz: str | Path, per_label_csv: str | Path | None
     series = [write_pr_series(curves, out / "pr_curves.csv")]
     remove_own(out, "figures", under="pr")  # per-label series of earlier versions
     figures.append(plot_pr_curves(curves, out / "pr_curves.png", pr_labels))
+    drawn = plot_explanations(explain, out / "explanations.png") if explain else None
+    if drawn is not None:
+        figures.append(drawn)
+    else:
+        remove_own(out, "figures", under="explanations.png")  # of an earlier run
     scene_figures: list[Path] = []
     scene_probs = predictions.scene_probs
     num_learned = scene_probs.shape[1] if scene_probs is not None else 0
