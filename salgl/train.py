@@ -161,6 +161,21 @@ def build_model(cfg: TrainConfig, labels: list[str], vectors: np.ndarray, info: 
     return model
 
 
+def start_if_asked(model: BackboneModel, cfg: TrainConfig, labels: list[str], key: str,
+                   main: bool):
+    """With ``init_from``: the file's weights loaded into ``model`` (salgl.init_from), its
+    one-line report said by the main process; the StartReport, else None. Its sha256 joins
+    the resume fingerprint: a start file with other bytes is another run."""
+    if not cfg.init_from:
+        return None
+    from salgl.init_from import start_from
+
+    report = start_from(model, cfg.init_from, labels, cfg.normalization, key)
+    if main:
+        log.info("%s", report.line(key))
+    return report
+
+
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device
                    ) -> torch.optim.Optimizer:
     """AdamW in one fused kernel per step (CUDA and CPU): no per-parameter Python loop and
@@ -244,7 +259,7 @@ def make_loader(split: Split, cfg: TrainConfig, train: bool, device: torch.devic
 
 
 def report_epoch(name: str, cfg: TrainConfig, live, epoch: int, losses: dict[str, float],
-                 selection_map: float, best_map: float, improved: bool, lr: float,
+                 selection_map: float, improved: bool, lr: float,
                  seconds: float, main: bool) -> None:
     """The epoch's line in the log and its row in the training curves."""
     say = log.info if main else log.debug
@@ -252,12 +267,14 @@ def report_epoch(name: str, cfg: TrainConfig, live, epoch: int, losses: dict[str
         name, epoch + 1, cfg.epochs, losses["total"], losses["asl"], lr,
         cfg.select_on, selection_map, " (best)" if improved else "", seconds)
     if live is not None:
-        # under live/: cannot collide with the train.<dataset>.* params
+        # Under live/: cannot collide with the train.<dataset>.* params. The step is the
+        # epoch number as the log says it (from 1); the best-so-far is drawn from the mAP
+        # series by the figures, not logged as a second copy of it.
+        live.step = epoch + 1
         for k, v in losses.items():
             live.log_metric(f"live/train/loss_{k}", v)
         live.log_metric("live/train/lr", lr)
         live.log_metric(f"live/{cfg.select_on}/mAP", selection_map)
-        live.log_metric(f"live/{cfg.select_on}/best_mAP", best_map)
         live.next_step()
 
 
@@ -278,12 +295,13 @@ class Trainer:
         self.select_split = check_data(cfg, data, self.dist, name)
         self.vectors, self.embed_info = load_label_vectors(embed_dir, data.labels)
         self.data_fingerprint = data_fingerprint(data)
-        self.resume_state = ResumeState(
-            state_dir, fingerprint(cfg, self.data_fingerprint, self.vectors))
         torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg, data.labels, self.vectors, self.embed_info, self.key,
-                                 gather=gather_scene_batch if self.dist.enabled else None
-                                 ).to(self.device)
+        model = build_model(cfg, data.labels, self.vectors, self.embed_info, self.key,
+                            gather=gather_scene_batch if self.dist.enabled else None)
+        self.start = start_if_asked(model, cfg, data.labels, self.key, self.dist.main)
+        self.model = model.to(self.device)
+        self.resume_state = ResumeState(state_dir, fingerprint(
+            cfg, self.data_fingerprint + getattr(self.start, "sha256", ""), self.vectors))
         self.model.set_channels_last(cfg.channels_last)
         self.model.set_recompute(cfg.recompute_stages, f"{self.key}.recompute_stages")
         self.criterion = SalglCriterion(cfg.gamma_neg, cfg.gamma_pos, cfg.clip, cfg.scene_weight,
@@ -362,8 +380,7 @@ class Trainer:
                 selection_map = self.evaluate_selection()
                 epoch_seconds.append(time.perf_counter() - started)
                 improved = self.selection.update(epoch, selection_map, self.eval_model)
-                report_epoch(self.name, cfg, live, epoch, losses, selection_map,
-                             self.selection.best_map, improved,
+                report_epoch(self.name, cfg, live, epoch, losses, selection_map, improved,
                              self.scheduler.get_last_lr()[0], epoch_seconds[-1], main)
                 self.save_state(epoch)
                 if live is not None:
@@ -451,8 +468,7 @@ class Trainer:
 
     # -- outputs
     def save_model(self, val_map: float | None, thresholds: list[float] | None) -> None:
-        """The selected EMA weights (already in eval_model), with what selected them and the
-        calibrated cuts."""
+        """The selected EMA weights (in eval_model), what selected them, the calibrated cuts."""
         mean, std = normalization_stats(self.cfg.normalization)
         checkpoint.save_model(
             self.model_out, self.eval_model, self.data.labels,
@@ -460,6 +476,7 @@ class Trainer:
             extra={"dataset": self.name, "data_fingerprint": self.data_fingerprint[:16],
                    **self.selection.model_metadata(), "val_mAP": val_map,
                    "thresholds": thresholds, "embedding": self.embed_info.get("source"),
+                   "init_from": self.start.metadata() if self.start else None,
                    "train": to_dict(self.cfg)})
 
 

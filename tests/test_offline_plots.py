@@ -64,7 +64,7 @@ def shown(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "0,1,0.8,dog\n0.5,0.6,0.5,dog\n1,0.4,0.2,dog\n", encoding="utf-8")
     metrics = repo / "dvclive" / "plots" / "metrics" / "train"
     metrics.mkdir(parents=True)
-    (metrics / "loss.tsv").write_text("step\tloss\n0\t2.5\n1\t1.75\n2\t1.25\n", encoding="utf-8")
+    (metrics / "loss.tsv").write_text("step\tloss\n1\t2.5\n2\t1.75\n3\t1.25\n", encoding="utf-8")
     (repo / "dvc.yaml").write_text(
         "plots:\n"
         "  - pr_curves.csv:\n"
@@ -72,7 +72,9 @@ def shown(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "      y: precision\n"
         "      template: pr_overlay\n"
         "  - dvclive/plots/metrics:\n"
-        "      x: step\n", encoding="utf-8")
+        "      x: step\n"
+        "      x_label: epoch\n"
+        "      template: epochs\n", encoding="utf-8")
 
     run(["dvc", "plots", "show"], repo)
     page = repo / "dvc_plots" / "index.html"
@@ -98,8 +100,11 @@ def test_plots_page_holds_the_specs(shown: Path):
     assert "datum.label" in overlay["transform"][0]["calculate"]
     assert {row["label"] for row in overlay["data"]["values"]} == {"cat", "dog"}
     assert overlay["encoding"]["x"]["field"] == "recall"
-    curves = by_title[next(t for t in by_title if t.endswith("loss.tsv"))]
+    curves = by_title["loss per epoch"]  # named by its quantity, the file below
+    assert curves["title"]["subtitle"].endswith("loss.tsv")
     assert curves["encoding"]["x"]["field"] == "step"
+    assert curves["encoding"]["x"]["title"] == "epoch"
+    assert curves["encoding"]["x"]["axis"]["tickMinStep"] == 1  # no 0.5 epochs
     assert [row["loss"] for row in curves["data"]["values"]] == ["2.5", "1.75", "1.25"]
 
 

@@ -73,7 +73,7 @@ def test_three_formats_through_dvc_repro(tmp_path: Path) -> None:
     first = run(["dvc", "repro", *targets], repo)
     for name in prepare:
         assert f"Running stage 'prepare@{name}'" in first.stdout
-        metrics = json.loads((repo / "metrics" / f"{name}.json").read_text())
+        metrics = json.loads((repo / "metrics" / f"{name}_all.json").read_text())
         assert 0.0 <= metrics["mAP"] <= 1.0 and metrics["selected_on"] == "val"
     pets = json.loads((repo / "data/prepared/coco_pets/meta.json").read_text())
     assert pets["labels"] == PETS  # the placeholder category 0 left out

@@ -62,7 +62,8 @@ def test_plain_head_trains_evaluates_and_predicts_through_the_cli(tmp_path: Path
 
     metrics = tmp_path / "metrics.json"
     code, _, err = salgl_main("evaluate", "fashion_scenes", "--params", str(params), "--model",
-                              str(model), "--prepared", str(prepared), "--metrics", str(metrics),
+                              str(model), "--prepared", str(prepared), "--metrics",
+                              str(tmp_path / "headline.json"), "--all-metrics", str(metrics),
                               "--eval-dir", str(tmp_path / "eval"), "--predictions",
                               str(tmp_path / "predictions.npz"))
     assert code == 0, err

@@ -66,8 +66,7 @@ def _write_live(root: Path, steps: int = 3, split: str = "test", prefix: str = "
     default in training); ``prefix`` a folder above every metric (``live/``).
     """
     series = {"train/loss_total": 50.0, "train/loss_asl": 45.0, "train/loss_scene_sample": 0.9,
-              "train/loss_scene_batch": 2.0, "train/lr": 1e-4, f"{split}/mAP": 0.5,
-              f"{split}/best_mAP": 0.5}
+              "train/loss_scene_batch": 2.0, "train/lr": 1e-4, f"{split}/mAP": 0.5}
     for name, start in series.items():
         path = root / f"{prefix}{name}.tsv"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,9 +77,8 @@ def _write_live(root: Path, steps: int = 3, split: str = "test", prefix: str = "
             value = start * (0.8 ** step) if "loss" in name else start + 0.05 * step
             if stem == "mAP" and step == 1:
                 value = start - 0.02  # a worse epoch: best-so-far and mAP part ways
-            elif stem == "best_mAP" and step == 1:
-                value = start
-            lines.append((f"{1700000000000 + step}\t" if stamp else "") + f"{step}\t{value}")
+            # DVCLive's step is the epoch number, from 1
+            lines.append((f"{1700000000000 + step}\t" if stamp else "") + f"{step + 1}\t{value}")
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return root
 
@@ -272,11 +270,11 @@ def test_true_scenes_for_relative_and_absolute_paths(tmp_path: Path,
 def test_training_history_reading_and_placeholder(tmp_path: Path, low_dpi: None) -> None:
     live = _write_live(tmp_path / "live")
     with (live / "test" / "mAP.tsv").open("a", encoding="utf-8") as handle:
-        handle.write("2\t0.9\n")  # a resumed run logged step 2 again: the last value wins
+        handle.write("3\t0.9\n")  # a resumed run logged epoch 3 again: the last value wins
     metrics = read_live_metrics(live)
-    assert {"train/loss_total", "train/lr", "test/mAP", "test/best_mAP"} <= set(metrics)
+    assert {"train/loss_total", "train/lr", "test/mAP"} <= set(metrics)
     steps, values = metrics["test/mAP"]
-    np.testing.assert_array_equal(steps, [0, 1, 2])
+    np.testing.assert_array_equal(steps, [1, 2, 3])
     assert values[-1] == pytest.approx(0.9)
     assert metrics["train/loss_asl"][1][1] == pytest.approx(36.0)
     assert plot_training_curves(live, tmp_path / "curves.png") is True

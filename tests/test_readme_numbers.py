@@ -10,7 +10,7 @@ from dvc_repo import REPO
 
 
 def test_default_run_table_quotes_the_committed_metrics() -> None:
-    metrics = json.loads((REPO / "metrics/fashion_scenes.json").read_text(encoding="utf-8"))
+    metrics = json.loads((REPO / "metrics/fashion_scenes_all.json").read_text(encoding="utf-8"))
     scenes = json.loads((REPO / "metrics/fashion_scenes_scenes.json").read_text())
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("### What the default run gives"):]
@@ -36,3 +36,17 @@ def test_default_run_prose_quotes_its_training_curve() -> None:
     values = [float(line.split("\t")[1]) for line in rows.splitlines()[1:]]
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert f"rose by {values[-1] - values[-2]:.3f} in the last one" in readme
+
+
+def test_pretrained_demo_table_quotes_its_committed_metrics() -> None:
+    """The "Start from what exists" table: both rows from their committed metrics files."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Start from what exists"):]
+    section = section[:section.index("\n## ")]
+    for name, path in (("default run", "metrics/fashion_scenes_all.json"),
+                       ("pretrained demo", "metrics/pretrained/fashion_scenes_all.json")):
+        metrics = json.loads((REPO / path).read_text(encoding="utf-8"))
+        row = next(line for line in section.splitlines() if line.startswith(f"| {name}"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[-3:] == [f"{metrics['val_mAP']:.3f}", f"{metrics['mAP']:.3f}",
+                              f"{metrics['CF1']:.3f} / {metrics['OF1']:.3f}"], row

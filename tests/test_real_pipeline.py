@@ -48,7 +48,7 @@ def test_real_format_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyP
     metrics = run_evaluate(params, progress=False)
     assert 0.0 <= metrics["mAP"] <= 1.0 and metrics["selected_on"] == "val"
     assert 0.0 <= metrics["CF1_calibrated"] <= 1.0
-    saved = json.loads((tmp_path / "metrics" / f"{name}.json").read_text())
+    saved = json.loads((tmp_path / "metrics" / f"{name}_all.json").read_text())
     assert saved["num_labels"] == len(meta["labels"])
     assert (tmp_path / "models" / name / "model.safetensors").is_file()
 

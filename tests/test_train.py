@@ -36,16 +36,18 @@ def test_trained_model_file_is_self_contained(tiny_run: TinyRun) -> None:
 def test_evaluation_outputs(tiny_run: TinyRun, tmp_path: Path) -> None:
     data = load_prepared(tiny_run.prepared)
     ev = evaluate_model(tiny_run.model, data, progress=False)
-    write_evaluation(ev, tmp_path / "m.json", tmp_path / "eval", tmp_path / "p.npz")
+    write_evaluation(ev, tmp_path / "m.json", tmp_path / "eval", tmp_path / "p.npz",
+                     headline_path=tmp_path / "headline.json")
     metrics = json.loads((tmp_path / "m.json").read_text())
+    headline = json.loads((tmp_path / "headline.json").read_text())
+    assert headline == {k: metrics[k] for k in ("mAP", "CF1", "OF1", "val_mAP")}
     assert metrics["num_images"] == len(data.test) and metrics["num_labels"] == len(LABELS)
     for key in ("mAP", "mAP_noninterp", "CF1", "OF1", "CF1_top3", "baseline_label_prior_mAP",
                 "val_mAP", "CP_calibrated", "CR_calibrated", "CF1_calibrated", "OP_calibrated",
                 "OR_calibrated", "OF1_calibrated"):
         assert 0.0 <= metrics[key] <= 1.0, key
     assert metrics["selected_on"] == "val" and metrics["selected_epoch"] == 1
-    assert list(metrics)[:6] == ["mAP", "CF1", "OF1", "val_mAP", "CF1_calibrated",
-                                 "OF1_calibrated"]  # what people compare, first
+    assert list(metrics)[:4] == ["mAP", "CF1", "OF1", "val_mAP"]  # what people compare, first
     table = (tmp_path / "eval" / "per_label_ap.csv").read_text().splitlines()
     assert table[0] == "label,ap,ap_noninterp,positives,prevalence" and len(table) == 7
     import numpy as np

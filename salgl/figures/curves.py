@@ -1,10 +1,12 @@
 """Training history from DVCLive's metric files: losses, learning rate, selection mAP.
 
 The series are found by what lies under the metrics folder, not by fixed paths: losses are the
-files named ``loss_*``, the learning rate ``lr``, and the mAP ``mAP`` with ``best_mAP`` beside
-it in a folder named after the split it was measured on (``val/`` when the epoch is selected
-on validation, ``test/`` under the paper's protocol). Any prefix folder above them
-(``live/val/mAP.tsv``) is accepted.
+files named ``loss_*``, the learning rate ``lr``, and the mAP ``mAP`` in a folder named after
+the split it was measured on (``val/`` when the epoch is selected on validation, ``test/``
+under the paper's protocol). Any prefix folder above them (``live/val/mAP.tsv``) is accepted.
+DVCLive's step is the epoch number, from 1 (salgl.train sets it); the best-so-far line is the
+running maximum of the mAP series (files of older versions also hold a ``best_mAP`` copy of
+it, which is not read).
 """
 
 from __future__ import annotations
@@ -94,8 +96,8 @@ class History:
     main_losses: list[str] = field(default_factory=list)
     scene_losses: list[str] = field(default_factory=list)
     lr: list[str] = field(default_factory=list)
-    # split folder -> (mAP name or None, best_mAP name or None)
-    maps: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    # split folder -> the mAP series' name
+    maps: dict[str, str] = field(default_factory=dict)
 
 
 def find_history(metrics: Mapping[str, Series]) -> History:
@@ -106,12 +108,9 @@ def find_history(metrics: Mapping[str, Series]) -> History:
                                  key=lambda n: (MAIN_LOSSES.index(_base(n)), n))
     history.scene_losses = [n for n in losses if n not in history.main_losses]
     history.lr = sorted(n for n in metrics if _base(n) == "lr")
-    found: dict[str, dict[str, str]] = {}
-    for name in sorted(metrics):
-        if _base(name) in ("mAP", "best_mAP"):
-            found.setdefault(_folder(name), {})[_base(name)] = name
+    found = {_folder(name): name for name in sorted(metrics) if _base(name) == "mAP"}
     order = sorted(found, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 2, s))
-    history.maps = {s: (found[s].get("mAP"), found[s].get("best_mAP")) for s in order}
+    history.maps = {s: found[s] for s in order}
     return history
 
 
@@ -146,7 +145,7 @@ def _style(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
 def _plot_lines(ax: Axes, metrics: Mapping[str, Series], names: Sequence[str], title: str,
                 ylabel: str, xlabel: str = "epoch", marker_size: float = 3,
                 legend_below: bool = False) -> bool:
-    """Lines of the named metrics against epoch (DVCLive step + 1), or a 'not logged' note;
+    """Lines of the named metrics against epoch (DVCLive's step), or a 'not logged' note;
     True when something was drawn. ``legend_below``: a long legend goes under the axes,
     where it hides no line."""
     if not names:
@@ -154,7 +153,7 @@ def _plot_lines(ax: Axes, metrics: Mapping[str, Series], names: Sequence[str], t
         return False
     for name, label in zip(names, _short_names(names), strict=True):
         steps, values = metrics[name]
-        ax.plot(steps + 1, values, marker="o", ms=marker_size, lw=1.4, label=label)
+        ax.plot(steps, values, marker="o", ms=marker_size, lw=1.4, label=label)
     _style(ax, title, xlabel, ylabel)
     if legend_below:
         ax.legend(fontsize=FONT_SMALL, loc="upper center", bbox_to_anchor=(0.5, -0.17),
@@ -177,7 +176,7 @@ def _plot_lr(ax: Axes, metrics: Mapping[str, Series], names: Sequence[str]) -> N
 
 
 def _plot_maps(ax: Axes, metrics: Mapping[str, Series],
-               maps: Mapping[str, tuple[str | None, str | None]]) -> None:
+               maps: Mapping[str, str]) -> None:
     """Each split's mAP per epoch; its best-so-far as a step line; the selected epoch starred."""
     from matplotlib import colormaps
 
@@ -186,19 +185,15 @@ def _plot_maps(ax: Axes, metrics: Mapping[str, Series],
         _not_logged(ax, title)
         return
     colours = colormaps["tab10"]
-    for i, (folder, (current, best)) in enumerate(maps.items()):
+    for i, (folder, name) in enumerate(maps.items()):
         split, colour = split_name(folder), colours(2 * i % 10)
-        if current is not None:
-            steps, values = metrics[current]
-            ax.plot(steps + 1, values, marker="o", ms=4, lw=1.6, color=colour,
-                    label=f"{split} mAP")
-        if best is not None:
-            steps, values = metrics[best]
-            ax.step(steps + 1, values, where="post", ls="--", lw=1.2, color=colours(2 * i + 1),
-                    label=f"{split} best so far")
-            k = int(np.argmax(values))  # first epoch reaching the final best: the selected one
-            ax.plot(steps[k] + 1, values[k], marker="*", ms=13, ls="none", color="black",
-                    zorder=4, label=f"selected: epoch {steps[k] + 1} ({values[k]:.3f})")
+        steps, values = metrics[name]
+        ax.plot(steps, values, marker="o", ms=4, lw=1.6, color=colour, label=f"{split} mAP")
+        ax.step(steps, np.maximum.accumulate(values), where="post", ls="--", lw=1.2,
+                color=colours(2 * i + 1), label=f"{split} best so far")
+        k = int(np.argmax(values))  # first epoch reaching the best: the selected one
+        ax.plot(steps[k], values[k], marker="*", ms=13, ls="none", color="black",
+                zorder=4, label=f"selected: epoch {steps[k]} ({values[k]:.3f})")
     names = " / ".join(split_name(f) for f in maps)
     _style(ax, f"{names[:1].upper()}{names[1:]} mAP of the EMA model (interpolated AP)",
            "epoch", "mAP")
@@ -210,7 +205,7 @@ def training_figure(metrics: Mapping[str, Series]) -> Figure | None:
     if not metrics:
         return None
     history = find_history(metrics)
-    epochs = max(int(steps.max()) + 1 for steps, _ in metrics.values())
+    epochs = max(int(steps.max()) for steps, _ in metrics.values())
     fig = new_figure(11, 9)
     axes = fig.subplots(2, 2).ravel()
     _plot_lines(axes[0], metrics, history.main_losses, "Training loss", ASL_AXIS,
@@ -219,7 +214,7 @@ def training_figure(metrics: Mapping[str, Series]) -> Figure | None:
                 legend_below=True)
     _plot_lr(axes[2], metrics, history.lr)
     _plot_maps(axes[3], metrics, history.maps)
-    selected = [split_name(f) for f, (_, best) in history.maps.items() if best is not None]
+    selected = [split_name(f) for f in history.maps]
     title = f"Training history, {epochs} epoch{'s' if epochs != 1 else ''}"
     if selected:
         title += f"; epoch selected on {' and '.join(selected)} mAP"
