@@ -135,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "must hold nothing but what salgl writes there")
     p.add_argument("--processes", type=int, default=1, metavar="N",
                    help="processes on this node (one per GPU): N > 1 re-runs this command "
-                   "under torchrun with DistributedDataParallel (params.yaml: nproc)")
+                   "under torchrun with DistributedDataParallel (params.yaml: nproc); "
+                   "several nodes: start torchrun on each node yourself (README, Several "
+                   "GPUs and nodes)")
 
     p = _dataset_command(sub, "evaluate", "Score a model on the test split: metrics JSON, "
                          "per-label AP table, saved predictions.")
@@ -482,15 +484,17 @@ def _cmd_embed(args):
 def _cmd_train(args):
     import os
 
-    from salgl.distributed import check_launch, relaunch, under_torchrun
+    from salgl.distributed import check_launch, check_node, relaunch, under_torchrun
     from salgl.pipeline import run_train
 
     params = _dataset_params(args, "train")
     if os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 checks, as it writes
         _check(*_io_train(args, params))
-    if args.processes != 1 and not under_torchrun():
-        check_launch(args.processes, params.train.batch_size, params.train.device,
-                     f"train.{args.dataset}.batch_size")
+    batch = (params.train.batch_size, params.train.device, f"train.{args.dataset}.batch_size")
+    if under_torchrun():  # started by torchrun, on this node or several: never re-executed
+        check_node(args.processes, *batch)
+    elif args.processes != 1:
+        check_launch(args.processes, *batch)
         relaunch(args.processes, sys.argv)
     run_train(params, args.prepared, args.embeddings, args.out, args.state, args.live,
               progress=not args.quiet)

@@ -1,21 +1,29 @@
-"""Several processes per node under torchrun: launch checks, process group, global gathers.
+"""Several processes under torchrun, on one node or several: launch checks, the process
+group and its timeout, global gathers, and a lost peer as one line.
 
 The train stage runs ``python stages/train.py DATASET --processes N``. With N > 1 it checks the
 request here (before any process starts) and re-executes itself under
-``torch.distributed.run``; each process then finds RANK/WORLD_SIZE in its environment.
+``torch.distributed.run``; each process then finds RANK/WORLD_SIZE in its environment. On
+several nodes the user starts torchrun on each node (README, "Several GPUs and nodes"): the
+command then finds itself under torchrun and never re-executes, and each node checks its own
+processes against its own devices.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from salgl.errors import SalglError
+from salgl.errors import SalglError, printable, shown
 from salgl.runtime import cpu_cores
 
 
@@ -38,19 +46,39 @@ def under_torchrun() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def check_launch(nproc: int, batch_size: int, device: str, batch_key: str) -> None:
-    """Refuse, before any process starts, a process count the machine or batch cannot take."""
+def check_launch(nproc: int, batch_size: int, device: str, batch_key: str,
+                 world: int | None = None) -> None:
+    """Refuse, before any process starts, a process count the machine or batch cannot take:
+    ``nproc`` processes on this node, ``world`` on all nodes together (None: this node only,
+    the ``--processes`` launch)."""
+    key = "nproc" if world is None else "torchrun --nproc-per-node"
     if nproc < 1:
-        raise SalglError(f"nproc: must be at least 1, got {nproc}")
+        raise SalglError(f"{key}: must be at least 1, got {nproc}")
     use_cuda = device != "cpu" and torch.cuda.is_available()
     present = torch.cuda.device_count() if use_cuda else cpu_cores()
     what = "CUDA devices" if use_cuda else "CPU cores (no CUDA device)"
     if nproc > present:
-        raise SalglError(f"nproc: {nproc} processes requested but only {present} {what} "
-                         f"present; set nproc in params.yaml to at most {present}")
-    if batch_size % nproc:
+        fix = (f"set nproc in params.yaml to at most {present}" if world is None
+               else f"start at most {present} processes on this node")
+        raise SalglError(f"{key}: {nproc} processes requested but only {present} {what} "
+                         f"present on this node; {fix}")
+    total = nproc if world is None else world
+    if batch_size % total:
+        who = f"nproc {nproc}" if world is None else f"the {world} processes of all nodes"
         raise SalglError(f"{batch_key}: the global batch {batch_size} is not divisible by "
-                         f"nproc {nproc}; use a multiple of {nproc}")
+                         f"{who}; use a multiple of {total}")
+
+
+def check_node(processes: int, batch_size: int, device: str, batch_key: str) -> None:
+    """Under torchrun (one node or several): ``--processes`` agrees with the processes torchrun
+    started on this node, which this node's devices can take, and the global batch divides
+    by every node's processes together."""
+    local, world = int(os.environ.get("LOCAL_WORLD_SIZE", "1")), int(os.environ["WORLD_SIZE"])
+    if processes not in (1, local):
+        raise SalglError(f"--processes: {processes}, but torchrun started {local} process(es) "
+                         "on this node (its --nproc-per-node); leave --processes out under "
+                         "torchrun")
+    check_launch(local, batch_size, device, batch_key, world=world)
 
 
 def relaunch(nproc: int, argv: Sequence[str]) -> None:
@@ -62,17 +90,95 @@ def relaunch(nproc: int, argv: Sequence[str]) -> None:
     os.execv(sys.executable, command)
 
 
+# How long any collective (joining, a gather, a barrier, DDP's gradient sum) may wait for
+# the other processes before this one gives up: a peer on a dead or frozen node then ends
+# every other node within this time instead of never. Rank 0 alone writes the resume state
+# and the model file while the others wait at a barrier, so it must exceed that write.
+TIMEOUT_VARIABLE = "SALGL_DIST_TIMEOUT"
+DEFAULT_TIMEOUT_S = 600
+MAX_TIMEOUT_S = 7 * 24 * 3600
+
+
+def collective_timeout() -> timedelta:
+    """``SALGL_DIST_TIMEOUT`` seconds (default 600, ten minutes)."""
+    raw = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not raw:
+        return timedelta(seconds=DEFAULT_TIMEOUT_S)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not 1 <= seconds <= MAX_TIMEOUT_S:  # also NaN
+        raise SalglError(f"{TIMEOUT_VARIABLE}: {shown(raw)} is not a number of seconds from "
+                         f"1 to {MAX_TIMEOUT_S}")
+    return timedelta(seconds=seconds)
+
+
 def init_from_env(device_setting: str) -> DistInfo:
-    """Join the process group torchrun describes (NCCL on CUDA, gloo on CPU)."""
+    """Join the process group torchrun describes (NCCL on CUDA, gloo on CPU), with the
+    collective timeout of ``SALGL_DIST_TIMEOUT``."""
     if not under_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
         return DistInfo()
+    timeout = collective_timeout()
     local_rank = int(os.environ["LOCAL_RANK"])
     use_cuda = device_setting != "cpu" and torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=timeout)
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+# What a collective raises when another process is gone: gloo names its own source file
+# first ("[.../gloo/transport/tcp/pair.cc:545] Read error [10.0.0.2]:41234: Connection reset
+# by peer", "[.../unbound_buffer.cc:78] Timed out waiting 600000ms for recv operation to
+# complete"); the store and NCCL raise the distributed error types.
+_LOST = re.compile(r"/gloo/|connection (closed|reset|refused)|broken pipe|timed out waiting",
+                   re.IGNORECASE)
+
+
+def lost_peer(error: BaseException) -> bool:
+    """Whether ``error`` is a collective failing because another process is gone or silent
+    (not a bug in this one): only in a run of several processes."""
+    if not under_torchrun() or int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return False
+    if isinstance(error, dist.DistError):  # backend (NCCL), network and store errors
+        return True
+    return isinstance(error, RuntimeError) and bool(_LOST.search(str(error)))
+
+
+def lost_peer_line(error: BaseException, state_dir: Path | None = None) -> str:
+    """One line for a surviving process: where it runs, what it saw, how to go on."""
+    env = os.environ
+    where = (f"this is rank {env.get('RANK', '?')} of {env.get('WORLD_SIZE', '?')}, node "
+             f"{env.get('GROUP_RANK', '?')} of {env.get('GROUP_WORLD_SIZE', '?')}")
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    cause = re.sub(r"^\[[^\]]*\]\s*", "", lines[0])  # gloo's "[file.cc:line] " prefix
+    cause = cause.split(". This is typically", 1)[0]  # gloo's advice to read the other logs
+    state = f" in {state_dir}" if state_dir is not None else ""
+    return (f"lost another training process ({where}): {printable(cause, 200)}; rerun every "
+            f"node to resume from the last saved epoch{state} (collectives wait at most "
+            f"{collective_timeout().total_seconds():g} s: {TIMEOUT_VARIABLE})")
+
+
+@contextmanager
+def lost_peers_as_error(state_dir: Path | None = None) -> Iterator[None]:
+    """Turn a collective's failure on a lost peer into a SalglError: the command line then
+    prints one line and exits with 2 instead of a traceback; other errors pass unchanged.
+    The process group is destroyed first: a gloo group left with a receive still waiting
+    aborts the interpreter at exit (SIGABRT) instead of letting it exit with 2."""
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, SalglError) or not lost_peer(exc):
+            raise
+        line = lost_peer_line(exc, state_dir)
+        if dist.is_initialized():
+            try:
+                dist.destroy_process_group()
+            except Exception:  # a group half gone may refuse; the line matters more
+                pass
+        raise SalglError(line) from exc
 
 
 def gather_rows(tensor: torch.Tensor) -> torch.Tensor:
@@ -107,6 +213,14 @@ def gather_predictions(scores: torch.Tensor, indices: torch.Tensor, total: int,
     ordered = torch.empty(total, scores.shape[1], dtype=scores.dtype)
     ordered[all_indices] = all_scores
     return ordered
+
+
+def gather_ints(value: int, device: torch.device) -> list[int]:
+    """Every rank's ``value``, in rank order (``[value]`` in a single-process run)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [value]
+    mine = torch.tensor([value], dtype=torch.int64, device=device)
+    return [int(v) for v in gather_rows(mine).tolist()]
 
 
 def barrier() -> None:

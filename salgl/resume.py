@@ -18,6 +18,8 @@ import torch
 
 from salgl.atomic import atomic_path, write_text
 from salgl.checkpoint import contiguous_copy
+from salgl.distributed import gather_ints
+from salgl.errors import SalglError
 from salgl.output_rules import STATE_NOTES, check_dir_output, remove_own
 
 log = logging.getLogger(__name__)
@@ -108,6 +110,17 @@ def match_param_layout(optimizer: torch.optim.Optimizer) -> None:
                 state[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
+def starting_points(starts: list[int]) -> str:
+    """Where each rank would go on (-1: from the start), grouped: "rank 0 from epoch 3,
+    ranks 1, 2 from the start"."""
+    groups: dict[int, list[str]] = {}
+    for rank, start in enumerate(starts):
+        groups.setdefault(start, []).append(str(rank))
+    return ", ".join(f"rank{'s' if len(ranks) > 1 else ''} {', '.join(ranks)} from "
+                     f"{'the start' if start < 0 else f'epoch {start + 1}'}"
+                     for start, ranks in groups.items())
+
+
 # ----------------------------------------------------------------------------- the steps
 
 
@@ -157,7 +170,17 @@ class ResumeState:
 
     def resume(self, state: TrainingState, device: torch.device) -> int | None:
         """Load the saved state into ``state``; the epoch to continue from, or None when there
-        is nothing to resume (no file, an unreadable one, or another run's)."""
+        is nothing to resume (no file, an unreadable one, or another run's). Every process
+        reads the file rank 0 wrote; with several they must agree where they continue."""
+        start = self._load(state, device)
+        starts = gather_ints(-1 if start is None else start, device)
+        if len(set(starts)) > 1:
+            raise SalglError(f"{self.dir}: the training processes disagree on where to go on "
+                             f"({starting_points(starts)}); every node must see this same "
+                             "state folder (shared storage) with the same settings and data")
+        return start
+
+    def _load(self, state: TrainingState, device: torch.device) -> int | None:
         loaded = load_state(self.file)
         if loaded is None:
             return None

@@ -40,6 +40,7 @@ from salgl.distributed import (
     gather_rows,
     gather_scene_batch,
     init_from_env,
+    lost_peers_as_error,
 )
 from salgl.ema import ModelEma, initial_share
 from salgl.engine import score_split, train_one_epoch
@@ -482,5 +483,9 @@ class Trainer:
 
 def train(name: str, cfg: TrainConfig, data: PreparedDataset, embed_dir: Path, model_out: Path,
           state_dir: Path, live_dir: Path | None = None, progress: bool = True) -> TrainResult:
-    """Train SALGL on a prepared dataset and write ``model_out`` (best EMA weights)."""
-    return Trainer(name, cfg, data, embed_dir, model_out, state_dir, live_dir, progress).run()
+    """Train SALGL on a prepared dataset and write ``model_out`` (best EMA weights). With
+    several processes, losing another one (a dead or silent node) ends this one with a
+    SalglError that says how to resume."""
+    with lost_peers_as_error(state_dir):
+        return Trainer(name, cfg, data, embed_dir, model_out, state_dir, live_dir,
+                       progress).run()

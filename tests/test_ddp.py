@@ -119,3 +119,46 @@ def test_ddp_launch_refuses_what_cannot_run(tmp_path: Path, nproc: int, batch: i
     assert result.returncode == 2
     assert fragment in result.stderr
     assert not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize("env,processes,batch,fragment", [
+    ({"LOCAL_WORLD_SIZE": "2", "WORLD_SIZE": "4"}, 3, 8,
+     "--processes: 3, but torchrun started 2 process(es) on this node"),
+    ({"LOCAL_WORLD_SIZE": "1", "WORLD_SIZE": "3"}, 1, 8,
+     "b: the global batch 8 is not divisible by the 3 processes of all nodes; use a multiple"),
+])
+def test_a_node_under_torchrun_is_checked_against_every_node(
+        monkeypatch: pytest.MonkeyPatch, env: dict, processes: int, batch: int,
+        fragment: str) -> None:
+    from salgl.distributed import check_node
+    from salgl.errors import SalglError
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SalglError) as raised:
+        check_node(processes, batch, "cpu", "b")
+    assert fragment in str(raised.value)
+    monkeypatch.setenv("WORLD_SIZE", env["LOCAL_WORLD_SIZE"])
+    check_node(1, int(env["LOCAL_WORLD_SIZE"]) * 4, "cpu", "b")  # one node that fits: fine
+
+
+@pytest.mark.parametrize("raw,seconds", [("", 600), ("30", 30), (" 1.5 ", 1.5),
+                                         ("0", None), ("nan", None), ("ten", None),
+                                         ("1e9", None)])
+def test_the_collective_timeout_comes_from_its_variable(monkeypatch: pytest.MonkeyPatch,
+                                                        raw: str, seconds: float | None) -> None:
+    from salgl.distributed import collective_timeout
+    from salgl.errors import SalglError
+
+    monkeypatch.setenv("SALGL_DIST_TIMEOUT", raw)
+    if seconds is None:
+        with pytest.raises(SalglError, match="SALGL_DIST_TIMEOUT: .* is not a number of sec"):
+            collective_timeout()
+    else:
+        assert collective_timeout().total_seconds() == seconds
+
+
+def test_processes_that_disagree_where_to_resume_are_named() -> None:
+    from salgl.resume import starting_points
+
+    assert starting_points([2, -1, -1]) == "rank 0 from epoch 3, ranks 1, 2 from the start"
