@@ -8,6 +8,8 @@ the test runner's workers split the suite by file (scripts/run-tests.sh).
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -124,6 +126,52 @@ def test_the_daily_loop_with_the_ablation_declared(reproduced: tuple[Path, dict]
     back = run(["dvc", "checkout", "dvc.yaml"], copy, check=False)
     assert back.returncode == 0, back.stdout + back.stderr
     assert "up to date" in run(["dvc", "status", "dvc.yaml"], copy).stdout
+
+
+@pytest.mark.slow
+def test_a_queued_sweep_shows_its_runs_and_a_failed_runs_error(reproduced: tuple[Path, dict],
+                                                              tmp_path: Path) -> None:
+    """README "Sweeps": a grid queued, the queue run, both runs in the comparison table with
+    their metrics; a run that fails leaves its error in `dvc queue logs`. Queued runs get the
+    prepared data from the cache: none of them prepares again."""
+    repo, _ = reproduced
+    copy = tmp_path / "repo"
+    shutil.copytree(repo, copy, symlinks=True)
+    run(["dvc", "exp", "run", "--queue", "-S", "train.fashion_scenes.lr=0.004,0.005"], copy)
+    run(["dvc", "exp", "run", "--queue", "-n", "too-big", "-S",
+         "train.fashion_scenes.batch_size=10000"], copy)
+    try:
+        run(["dvc", "queue", "start"], copy)
+        deadline = time.monotonic() + 400
+        while True:
+            status = run(["dvc", "queue", "status"], copy, columns=200).stdout
+            if not re.search(r"\b(Queued|Running)\b", status):
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(3)
+    finally:
+        run(["dvc", "queue", "stop", "--kill"], copy, check=False)
+    assert len(re.findall(r"\bSuccess\b", status)) == 2 and "Failed" in status, status
+    logs = run(["dvc", "queue", "logs", "too-big"], copy, check=False)
+    said = logs.stdout + logs.stderr
+    assert "salgl train: error: train.fashion_scenes.batch_size: 10000 is larger" in said, said
+    done = [line.split()[1] for line in status.splitlines() if "Success" in line]
+    for name in ["too-big", *done]:  # "Task  Name  Created  Status" rows
+        logs = run(["dvc", "queue", "logs", name], copy, check=False)
+        assert "Running stage 'train@fashion_scenes'" in logs.stdout + logs.stderr, name
+        assert "Running stage 'prepare@fashion_scenes'" not in logs.stdout  # from the cache
+    table = run(["dvc", "exp", "show", "--only-changed", "--no-pager", "--drop", EXP_SHOW_DROP],
+                copy, columns=120).stdout
+    assert max(len(line) for line in table.splitlines()) <= 120, table
+    # the same table as CSV, whose cells are not cut to the terminal's width
+    shown = run(["dvc", "exp", "show", "--only-changed", "--csv", "--drop", EXP_SHOW_DROP],
+                copy).stdout
+    rows = list(csv.DictReader(io.StringIO(shown)))
+    for lr in ("0.004", "0.005"):
+        runs = [row for row in rows if row.get("train.fashion_scenes.lr") == lr]
+        assert len(runs) == 1, shown
+        for metric in ("mAP", "CF1", "OF1", "val_mAP"):
+            assert 0 <= float(runs[0][metric]) <= 1, shown
 
 
 @pytest.mark.slow
