@@ -14,7 +14,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from dvc_repo import REPO, run
 
@@ -119,12 +121,23 @@ def test_plots_page_draws_offline_in_a_browser(shown: Path, tmp_path: Path):
                f"--user-data-dir={tmp_path / 'profile'}",
                # networking off: every host name fails to resolve and any proxy use fails
                "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9",
-               "--virtual-time-budget=5000", "--dump-dom", shown.as_uri()]
+               "--virtual-time-budget=5000"]
     if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"],
                                                   capture_output=True).returncode == 0:
         command = ["unshare", "-n", *command]  # and no network interface at all, where allowed
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([*command, "--dump-dom", shown.as_uri()], capture_output=True,
+                            text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     dom = result.stdout
     # vega-embed draws each chart into a canvas of class "marks" inside its div
     assert dom.count('class="marks"') == 2, dom[-2000:]
+    # ... and the canvases hold the charts: the page's only colour is the charts' marks (the
+    # titles, axes and grid are grey), so a page whose charts stayed empty has none
+    picture = tmp_path / "page.png"
+    result = subprocess.run([*command, f"--screenshot={picture}", "--window-size=1200,900",
+                             "--hide-scrollbars", shown.as_uri()], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    pixels = np.asarray(Image.open(picture).convert("RGB")).astype(int)
+    coloured = (pixels.max(axis=2) - pixels.min(axis=2)) > 60
+    assert coloured.sum() > 500, coloured.sum()
