@@ -1,8 +1,9 @@
 """Several nodes, as the README's "Several GPUs and nodes" starts them, on this machine: two
-torchrun launches on 127.0.0.1 (one process each, gloo, c10d rendezvous on a free port) train
-the same weights as one node of two processes, bit for bit, and close to one process; the
-SLURM script starts them the same way; a node lost mid-run ends the other with one line
-within the collective timeout, and a rerun of both resumes to the unbroken run's weights."""
+torchrun launches on 127.0.0.1 (one process each, gloo, c10d rendezvous on a free port),
+started by the SLURM script under stand-ins for srun and scontrol, train the same weights as
+one node of two processes, bit for bit, and close to one process; with the plain torchrun
+line, a node lost mid-run ends the other with one line within the collective timeout, and a
+rerun of both resumes to the unbroken run's weights."""
 
 from __future__ import annotations
 
@@ -45,6 +46,42 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"datasets": ["fashion_scenes"], "train": {"fashion_scenes": SETTINGS}}),
         encoding="utf-8")
     return root
+
+
+@pytest.fixture(scope="module")
+def two_node_run(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One unbroken two-node run, the reference of both tests below, started as on SLURM:
+    scripts/slurm-train.sh under stand-ins for srun (its command once per node, side by
+    side) and scontrol (the job's node names)."""
+    root = tmp_path_factory.mktemp("slurm")
+    bin_dir = root / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text(
+        "#!/usr/bin/env bash\n"
+        "while [[ $1 == --* ]]; do shift; done\n"
+        "pids=()\n"
+        "for ((node = 0; node < SLURM_NNODES; node++)); do\n"
+        "    SLURM_NODEID=$node \"$@\" & pids+=($!)\n"
+        "done\n"
+        "status=0\n"
+        "for pid in \"${pids[@]}\"; do wait \"$pid\" || status=$?; done\n"
+        "exit $status\n", encoding="utf-8")
+    (bin_dir / "scontrol").write_text(
+        "#!/usr/bin/env bash\n"
+        "[ \"$1 $2\" = 'show hostnames' ] && tr ',' '\\n' <<< \"$3\"\n", encoding="utf-8")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    env = {**environment(), "PATH": f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}"
+           f"{os.pathsep}{os.environ['PATH']}",
+           "SLURM_SUBMIT_DIR": str(REPO), "SLURM_NNODES": "2", "SLURM_JOB_ID": "7",
+           "SLURM_JOB_NODELIST": "127.0.0.1,127.0.0.1", "SALGL_RDZV_PORT": str(free_port()),
+           "SALGL_NPROC_PER_NODE": "1"}
+    run = root / "run"
+    result = subprocess.run(["bash", str(REPO / "scripts" / "slurm-train.sh"),
+                             *train_args(data, run)[1:]], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr
+    return run
 
 
 def free_port() -> int:
@@ -98,16 +135,6 @@ def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
     return process.returncode, err
 
 
-def two_nodes(data: Path, run: Path) -> None:
-    port = free_port()
-    first = start_node(port, ["-m", "salgl.cli", "-q", *train_args(data, run)])
-    wait_for_port(port, first)
-    second = start_node(port, ["-m", "salgl.cli", "-q", *train_args(data, run)])
-    for node in (first, second):
-        code, err = finish(node)
-        assert code == 0, err
-
-
 def weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "model.safetensors"))
 
@@ -120,15 +147,14 @@ def scores(run: Path, images: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(model(images)["logits"])
 
 
-def test_two_nodes_train_what_one_node_of_two_processes_trains(data: Path,
+def test_two_nodes_train_what_one_node_of_two_processes_trains(data: Path, two_node_run: Path,
                                                                tmp_path: Path) -> None:
-    two_nodes(data, tmp_path / "nodes")
     one_node = subprocess.run(
         [sys.executable, "-m", "salgl.cli", "-q", *train_args(data, tmp_path / "node"),
          "--processes", "2"], cwd=REPO, env=environment(), capture_output=True, text=True,
         timeout=240)
     assert one_node.returncode == 0, one_node.stderr
-    a, b = weights(tmp_path / "nodes"), weights(tmp_path / "node")
+    a, b = weights(two_node_run), weights(tmp_path / "node")
     assert a.keys() == b.keys()
     for key in a:  # the same two ranks sum the same halves in the same order
         assert torch.equal(a[key], b[key]), key
@@ -150,17 +176,14 @@ def test_two_nodes_train_what_one_node_of_two_processes_trains(data: Path,
     # two summation orders and AdamW turns it into full-size steps of no consequence. What
     # the model computes is compared instead.
     images = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(3))
-    gap = (scores(tmp_path / "nodes", images) - scores(single, images)).abs().max().item()
+    gap = (scores(two_node_run, images) - scores(single, images)).abs().max().item()
     assert gap < 1e-4, gap
-    first = weights(tmp_path / "nodes")
-    assert any(not torch.equal(first[k], c[k]) for k in first)  # two runs, not one file
+    assert any(not torch.equal(a[k], c[k]) for k in a)  # two runs, not one file
 
 
 def test_a_lost_node_ends_the_other_with_one_line_and_both_resume(data: Path,
+                                                                  two_node_run: Path,
                                                                   tmp_path: Path) -> None:
-    whole = tmp_path / "whole"
-    two_nodes(data, whole)
-
     run, marker = tmp_path / "run", tmp_path / "paused.json"
     port = free_port()
     kept = start_node(port, ["-m", "salgl.cli", "-q", *train_args(data, run)])
@@ -180,6 +203,7 @@ def test_a_lost_node_ends_the_other_with_one_line_and_both_resume(data: Path,
     lost.communicate()
     assert code != 0
     assert took < TIMEOUT_S + 30, took
+    print(f"the surviving node stopped {took:.1f} s after the other was killed")
     ours = [line for line in err.splitlines() if line.startswith("salgl train: error:")]
     assert len(ours) == 1, err
     assert "lost another training process" in ours[0], err
@@ -197,39 +221,6 @@ def test_a_lost_node_ends_the_other_with_one_line_and_both_resume(data: Path,
         assert code == 0, err
         said += err
     assert "resuming fashion_scenes from epoch 3" in said, said
-    a, b = weights(whole), weights(run)
+    a, b = weights(two_node_run), weights(run)
     for key in a:
         assert torch.equal(a[key], b[key]), key
-
-
-def test_the_slurm_script_starts_one_torchrun_per_node(data: Path, tmp_path: Path) -> None:
-    """scripts/slurm-train.sh under stand-ins for srun (its command once per node, side by
-    side) and scontrol (the job's node names): both nodes meet and train."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "srun").write_text(
-        "#!/usr/bin/env bash\n"
-        "while [[ $1 == --* ]]; do shift; done\n"
-        "pids=()\n"
-        "for ((node = 0; node < SLURM_NNODES; node++)); do\n"
-        "    SLURM_NODEID=$node \"$@\" & pids+=($!)\n"
-        "done\n"
-        "status=0\n"
-        "for pid in \"${pids[@]}\"; do wait \"$pid\" || status=$?; done\n"
-        "exit $status\n", encoding="utf-8")
-    (bin_dir / "scontrol").write_text(
-        "#!/usr/bin/env bash\n"
-        "[ \"$1 $2\" = 'show hostnames' ] && tr ',' '\\n' <<< \"$3\"\n", encoding="utf-8")
-    for tool in bin_dir.iterdir():
-        tool.chmod(0o755)
-    env = {**environment(), "PATH": f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}"
-           f"{os.pathsep}{os.environ['PATH']}",
-           "SLURM_SUBMIT_DIR": str(REPO), "SLURM_NNODES": "2", "SLURM_JOB_ID": "7",
-           "SLURM_JOB_NODELIST": "127.0.0.1,127.0.0.1", "SALGL_RDZV_PORT": str(free_port()),
-           "SALGL_NPROC_PER_NODE": "1"}
-    run = tmp_path / "run"
-    result = subprocess.run(["bash", str(REPO / "scripts" / "slurm-train.sh"),
-                             *train_args(data, run)[1:]], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr
-    assert (run / "model.safetensors").exists()
