@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="processes on this node (one per GPU): N > 1 re-runs this command "
                    "under torchrun with DistributedDataParallel (params.yaml: nproc); "
                    "several nodes: start torchrun on each node yourself (README, Several "
-                   "GPUs and nodes)")
+                   "GPUs and nodes); SALGL_DIST_TIMEOUT: the seconds a process waits for the "
+                   "others before it stops with one line (default 600)")
 
     p = _dataset_command(sub, "evaluate", "Score a model on the test split: metrics JSON, "
                          "per-label AP table, saved predictions.")
