@@ -46,27 +46,24 @@ def under_torchrun() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def check_launch(nproc: int, batch_size: int, device: str, batch_key: str,
-                 world: int | None = None) -> None:
-    """Refuse, before any process starts, a process count the machine or batch cannot take:
-    ``nproc`` processes on this node, ``world`` on all nodes together (None: this node only,
-    the ``--processes`` launch)."""
-    key = "nproc" if world is None else "torchrun --nproc-per-node"
+def _devices_present(device: str) -> tuple[int, str]:
+    """How many processes this node can take (CUDA devices, else CPU cores), and what."""
+    if device != "cpu" and torch.cuda.is_available():
+        return torch.cuda.device_count(), "CUDA devices"
+    return cpu_cores(), "CPU cores (no CUDA device)"
+
+
+def check_launch(nproc: int, batch_size: int, device: str, batch_key: str) -> None:
+    """Refuse, before any process starts, a process count the machine or batch cannot take."""
     if nproc < 1:
-        raise SalglError(f"{key}: must be at least 1, got {nproc}")
-    use_cuda = device != "cpu" and torch.cuda.is_available()
-    present = torch.cuda.device_count() if use_cuda else cpu_cores()
-    what = "CUDA devices" if use_cuda else "CPU cores (no CUDA device)"
+        raise SalglError(f"nproc: must be at least 1, got {nproc}")
+    present, what = _devices_present(device)
     if nproc > present:
-        fix = (f"set nproc in params.yaml to at most {present}" if world is None
-               else f"start at most {present} processes on this node")
-        raise SalglError(f"{key}: {nproc} processes requested but only {present} {what} "
-                         f"present on this node; {fix}")
-    total = nproc if world is None else world
-    if batch_size % total:
-        who = f"nproc {nproc}" if world is None else f"the {world} processes of all nodes"
+        raise SalglError(f"nproc: {nproc} processes requested but only {present} {what} "
+                         f"present on this node; set nproc in params.yaml to at most {present}")
+    if batch_size % nproc:
         raise SalglError(f"{batch_key}: the global batch {batch_size} is not divisible by "
-                         f"{who}; use a multiple of {total}")
+                         f"nproc {nproc}; use a multiple of {nproc}")
 
 
 def check_node(processes: int, batch_size: int, device: str, batch_key: str) -> None:
@@ -78,7 +75,14 @@ def check_node(processes: int, batch_size: int, device: str, batch_key: str) -> 
         raise SalglError(f"--processes: {processes}, but torchrun started {local} process(es) "
                          "on this node (its --nproc-per-node); leave --processes out under "
                          "torchrun")
-    check_launch(local, batch_size, device, batch_key, world=world)
+    present, what = _devices_present(device)
+    if local > present:
+        raise SalglError(f"torchrun --nproc-per-node: {local} processes requested but only "
+                         f"{present} {what} present on this node; start at most {present} "
+                         "processes on this node")
+    if batch_size % world:
+        raise SalglError(f"{batch_key}: the global batch {batch_size} is not divisible by "
+                         f"the {world} processes of all nodes; use a multiple of {world}")
 
 
 def relaunch(nproc: int, argv: Sequence[str]) -> None:
@@ -217,10 +221,7 @@ def gather_predictions(scores: torch.Tensor, indices: torch.Tensor, total: int,
 
 def gather_ints(value: int, device: torch.device) -> list[int]:
     """Every rank's ``value``, in rank order (``[value]`` in a single-process run)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return [value]
-    mine = torch.tensor([value], dtype=torch.int64, device=device)
-    return [int(v) for v in gather_rows(mine).tolist()]
+    return gather_rows(torch.tensor([value], dtype=torch.int64, device=device)).tolist()
 
 
 def barrier() -> None:

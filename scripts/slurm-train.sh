@@ -29,7 +29,6 @@ head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
 port=${SALGL_RDZV_PORT:-29500}
 # Processes per node: the GPUs SLURM gave this node (SALGL_NPROC_PER_NODE overrides it).
 gpus=${SALGL_NPROC_PER_NODE:-${SLURM_GPUS_ON_NODE:-1}}
-export SALGL_DIST_TIMEOUT=${SALGL_DIST_TIMEOUT:-600}
 
 # srun starts this line once per node (--ntasks-per-node=1). The rendezvous numbers the
 # nodes, so no node rank is given; the job id keeps two jobs on one host apart.

@@ -4,7 +4,6 @@ global batch, so after the same global batches it matches exactly, and the weigh
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,8 @@ from safetensors.torch import load_file, save_file
 
 from salgl.losses import SalglCriterion
 from salgl.model import SALGL, SalglConfig
+
+from local_ports import free_port
 
 STEPS, GLOBAL_BATCH, WORLD = 3, 8, 2
 REPO = Path(__file__).resolve().parents[1]
@@ -77,12 +78,6 @@ def worker(rank: int, port: int, out: str) -> None:
         save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, out)
     dist.barrier()
     dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_ddp_two_processes_match_one(tmp_path: Path) -> None:

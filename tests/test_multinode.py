@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from safetensors.torch import load_file
 
 from conftest import LABELS, write_embeddings
 from fakes import make_prepared
+from local_ports import free_port, wait_until_listening
 
 REPO = Path(__file__).resolve().parents[1]
 PAUSE_AT = Path(__file__).parent / "scripts" / "pause_at.py"
@@ -84,12 +84,6 @@ def two_node_run(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def environment() -> dict[str, str]:
     return {**os.environ, "SALGL_OFFLINE": "1", "PYTHONPATH": str(REPO),
             "SALGL_DIST_TIMEOUT": str(TIMEOUT_S), "OMP_NUM_THREADS": "1"}
@@ -110,19 +104,6 @@ def start_node(port: int, program: list[str]) -> subprocess.Popen:
                "--rdzv-conf", "join_timeout=120", *program]
     return subprocess.Popen(command, cwd=REPO, env=environment(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_port(port: int, process: subprocess.Popen) -> None:
-    """The first node hosts the rendezvous: the second starts once it listens, so the node
-    that hosts it is known (the test never loses that one: its store holds the rendezvous)."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise AssertionError("the first node never opened the rendezvous port")
 
 
 def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
@@ -187,7 +168,7 @@ def test_a_lost_node_ends_the_other_with_one_line_and_both_resume(data: Path,
     run, marker = tmp_path / "run", tmp_path / "paused.json"
     port = free_port()
     kept = start_node(port, ["-m", "salgl.cli", "-q", *train_args(data, run)])
-    wait_for_port(port, kept)
+    wait_until_listening(port, kept, 120)
     lost = start_node(port, [str(PAUSE_AT), "2", str(marker), "--", "-q",
                              *train_args(data, run)])
     deadline = time.monotonic() + 240
@@ -213,7 +194,7 @@ def test_a_lost_node_ends_the_other_with_one_line_and_both_resume(data: Path,
 
     port = free_port()
     first = start_node(port, ["-m", "salgl.cli", *train_args(data, run)])
-    wait_for_port(port, first)
+    wait_until_listening(port, first, 120)
     second = start_node(port, ["-m", "salgl.cli", *train_args(data, run)])
     said = ""
     for node in (first, second):
