@@ -22,15 +22,31 @@ GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _readme_drop() -> str:
-    """The README's recipe for a readable `dvc exp show` (Everyday use), read from it."""
+def _readme_drops() -> tuple[str, str]:
+    """The README's two recipes for a readable `dvc exp show`, read from it: comparing runs
+    (Everyday use) and a queued sweep (Sweeps)."""
     import re
 
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    return re.search(r"dvc exp show --only-changed \\\n\s+--drop '([^']+)'", text).group(1)
+    compare = re.search(r"dvc exp show --only-changed \\\n\s+--drop '([^']+)'", text).group(1)
+    sweeps = text[text.index("### Sweeps"):]
+    sweep = re.search(r"\ndvc exp show --only-changed --drop '([^']+)'", sweeps).group(1)
+    return compare, sweep
 
 
-EXP_SHOW_DROP = _readme_drop()
+EXP_SHOW_DROP, SWEEP_SHOW_DROP = _readme_drops()
+
+
+def declare_every_pipeline(repo: Path) -> None:
+    """Put in ``repo`` what a fresh clone of this repository has beside the default pipeline:
+    every pipeline under experiments/ (dvc.yaml, params, lock) and their committed numbers,
+    whose outputs are in no cache."""
+    listed = subprocess.run(["git", "ls-files", "experiments", "metrics"], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    for name in listed:
+        if name.startswith("experiments/") or "/" in name.removeprefix("metrics/"):
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, repo / name)
 
 
 def run(args: list[str], cwd: Path, check: bool = True, columns: int | None = None,

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dvc_repo import EXP_SHOW_DROP, REPO, run
+from dvc_repo import EXP_SHOW_DROP, SWEEP_SHOW_DROP, declare_every_pipeline, run
+from local_ports import free_port, wait_until_listening
 from stage_deps import covered, imported_by_stage, undeclared, undeclared_static
 
 
@@ -96,24 +96,22 @@ def test_a_changed_setting_reruns_its_stages(reproduced: tuple[Path, dict]) -> N
 
 
 @pytest.mark.slow
-def test_the_daily_loop_with_the_ablation_declared(reproduced: tuple[Path, dict],
-                                                    tmp_path: Path) -> None:
-    """As in the real repository: the ablation's dvc.yaml, params and committed per-run
-    metrics present, its outputs never pulled. The README's comparison command still shows
+def test_the_daily_loop_with_every_pipeline_declared(reproduced: tuple[Path, dict],
+                                                     tmp_path: Path) -> None:
+    """As in a fresh clone of the repository: the ablation's and the pretrained demo's
+    dvc.yaml, params, locks and committed numbers present, their outputs never pulled. The README's comparison command still shows
     the four main metrics of each experiment first, within 120 columns; `dvc metrics show`
     lists the default run's files alone; `dvc checkout dvc.yaml` (the README's way back)
     exits 0 although the ablation's outputs are in no cache."""
     repo, _ = reproduced
     copy = tmp_path / "repo"
     shutil.copytree(repo, copy, symlinks=True)
-    for name in ("experiments/ablation/dvc.yaml", "experiments/ablation/params.yaml",
-                 *(f"metrics/ablation/seed-{seed}.json" for seed in range(5))):
-        (copy / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, copy / name)
+    declare_every_pipeline(copy)
     run(["git", "add", "-A"], copy)
-    run(["git", "commit", "-qm", "the ablation declared"], copy)
+    run(["git", "commit", "-qm", "every pipeline declared"], copy)
     shown = run(["dvc", "metrics", "show", "--json"], copy).stdout
     assert "fashion_scenes.json" in shown and "ablation" not in shown
+    assert "pretrained" not in shown
     run(["dvc", "exp", "run", "-S", "train.fashion_scenes.lr=0.004"], copy)
     table = run(["dvc", "exp", "show", "--only-changed", "--no-pager", "--drop", EXP_SHOW_DROP],
                 copy, columns=120).stdout.splitlines()
@@ -137,6 +135,9 @@ def test_a_queued_sweep_shows_its_runs_and_a_failed_runs_error(reproduced: tuple
     repo, _ = reproduced
     copy = tmp_path / "repo"
     shutil.copytree(repo, copy, symlinks=True)
+    declare_every_pipeline(copy)
+    run(["git", "add", "-A"], copy)
+    run(["git", "commit", "-qm", "every pipeline declared"], copy)
     # a grid over an evaluation setting: each run reruns evaluate and plots only (cheaper)
     run(["dvc", "exp", "run", "--queue", "-S", "evaluate.fashion_scenes.threshold=0.4,0.6"],
         copy)
@@ -165,9 +166,11 @@ def test_a_queued_sweep_shows_its_runs_and_a_failed_runs_error(reproduced: tuple
         if name != "too-big":  # only the stages the changed setting touches
             assert "Running stage 'evaluate@fashion_scenes'" in said, said
             assert "Running stage 'train@fashion_scenes'" not in said, said
-    table = run(["dvc", "exp", "show", "--only-changed", "--no-pager", "--drop", EXP_SHOW_DROP],
+    table = run(["dvc", "exp", "show", "--only-changed", "--no-pager", "--drop", SWEEP_SHOW_DROP],
                 copy, columns=120).stdout
     assert max(len(line) for line in table.splitlines()) <= 120, table
+    header = next(line for line in table.splitlines() if "Experiment" in line).split()
+    assert "evaluate.fashion_scenes.threshold" in header and "…" not in header, table
     # every column as CSV, whose cells are not cut to the terminal's width (the grid leaves
     # test mAP as it was, so --only-changed would drop it)
     shown = run(["dvc", "exp", "show", "--csv", "--drop", EXP_SHOW_DROP], copy).stdout
@@ -243,25 +246,16 @@ def test_dvc_status_lists_every_stage_whose_code_changed(reproduced: tuple[Path,
 MODEL = Path("models/fashion_scenes/model.safetensors")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def serve(folder: Path, port: int) -> subprocess.Popen:
     server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
                                str(port), "--directory", str(folder)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return server
-        except OSError:
-            time.sleep(0.1)
-    server.kill()
-    raise RuntimeError("HTTP server did not start")
+    try:
+        wait_until_listening(port, server, 20)
+    except AssertionError:
+        server.kill()
+        raise
+    return server
 
 
 def clone(source: Path, dest: Path) -> Path:
