@@ -22,19 +22,21 @@ GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _readme_drops() -> tuple[str, str]:
-    """The README's two recipes for a readable `dvc exp show`, read from it: comparing runs
-    (Everyday use) and a queued sweep (Sweeps)."""
+def _readme_drops() -> tuple[str, list[str]]:
+    """The README's two recipes for a readable `dvc exp show`, read from it: the columns
+    dropped when comparing runs (Everyday use), and the whole command for a queued sweep
+    (Sweeps)."""
     import re
+    import shlex
 
     text = (REPO / "README.md").read_text(encoding="utf-8")
     compare = re.search(r"dvc exp show --only-changed \\\n\s+--drop '([^']+)'", text).group(1)
     sweeps = text[text.index("### Sweeps"):]
-    sweep = re.search(r"\ndvc exp show --only-changed --drop '([^']+)'", sweeps).group(1)
-    return compare, sweep
+    sweep = re.search(r"\n(dvc exp show [^\n]+)\n", sweeps).group(1)
+    return compare, shlex.split(sweep)
 
 
-EXP_SHOW_DROP, SWEEP_SHOW_DROP = _readme_drops()
+EXP_SHOW_DROP, SWEEP_SHOW = _readme_drops()
 
 
 def declare_every_pipeline(repo: Path) -> None:

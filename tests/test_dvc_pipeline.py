@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dvc_repo import EXP_SHOW_DROP, SWEEP_SHOW_DROP, declare_every_pipeline, run
+from dvc_repo import EXP_SHOW_DROP, SWEEP_SHOW, declare_every_pipeline, run
 from local_ports import free_port, wait_until_listening
 from stage_deps import covered, imported_by_stage, undeclared, undeclared_static
 
@@ -99,10 +99,11 @@ def test_a_changed_setting_reruns_its_stages(reproduced: tuple[Path, dict]) -> N
 def test_the_daily_loop_with_every_pipeline_declared(reproduced: tuple[Path, dict],
                                                      tmp_path: Path) -> None:
     """As in a fresh clone of the repository: the ablation's and the pretrained demo's
-    dvc.yaml, params, locks and committed numbers present, their outputs never pulled. The README's comparison command still shows
-    the four main metrics of each experiment first, within 120 columns; `dvc metrics show`
-    lists the default run's files alone; `dvc checkout dvc.yaml` (the README's way back)
-    exits 0 although the ablation's outputs are in no cache."""
+    dvc.yaml, params, locks and committed numbers present, their outputs never pulled. The
+    README's comparison command still shows the four main metrics of each experiment first,
+    within 120 columns; `dvc metrics show` lists the default run's files alone; `dvc
+    checkout dvc.yaml` (the README's way back) exits 0 although the other pipelines'
+    outputs are in no cache."""
     repo, _ = reproduced
     copy = tmp_path / "repo"
     shutil.copytree(repo, copy, symlinks=True)
@@ -166,8 +167,7 @@ def test_a_queued_sweep_shows_its_runs_and_a_failed_runs_error(reproduced: tuple
         if name != "too-big":  # only the stages the changed setting touches
             assert "Running stage 'evaluate@fashion_scenes'" in said, said
             assert "Running stage 'train@fashion_scenes'" not in said, said
-    table = run(["dvc", "exp", "show", "--only-changed", "--no-pager", "--drop", SWEEP_SHOW_DROP],
-                copy, columns=120).stdout
+    table = run([*SWEEP_SHOW, "--no-pager"], copy, columns=120).stdout  # as printed
     assert max(len(line) for line in table.splitlines()) <= 120, table
     header = next(line for line in table.splitlines() if "Experiment" in line).split()
     assert "evaluate.fashion_scenes.threshold" in header and "…" not in header, table
